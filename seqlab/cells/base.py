@@ -1,0 +1,155 @@
+"""The recurrent-cell interface shared by every cell, and the initialization presets.
+
+A cell owns three parameters laid out the way cuDNN and PyTorch fuse them:
+
+    w_x: (in_features, G * H)   input kernel, all G gate blocks side by side
+    w_h: (H, G * H)             recurrent kernel, same block order
+    b:   (G * H,)               one bias per gate (input and recurrent biases folded)
+
+The recurrence splits a step in two so the input half can be hoisted out of the time loop:
+``project(x)`` computes ``x @ w_x + b`` for *all* timesteps in one matmul, and the pure,
+static ``step(params, carry, xp_t)`` does only the recurrent matmul and the nonlinearities.
+``step`` takes plain arrays (``recurrent_params()``), never the module, so it can live inside
+``jax.lax.scan`` and be differentiated, vmapped and rematerialized freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
+
+INIT_PRESETS = ("default", "char_rnn", "irnn")
+
+
+def _orthogonal_blocks(key: Array, hidden: int, gates: int, dtype) -> Array:
+    """Each gate's (H, H) recurrent block is its own orthogonal matrix."""
+    keys = jax.random.split(key, gates)
+    ortho = nnx.initializers.orthogonal()
+    return jnp.concatenate([ortho(k, (hidden, hidden), dtype) for k in keys], axis=1)
+
+
+def init_kernels(
+    preset: str, key: Array, in_features: int, hidden: int, gates: int, dtype
+) -> tuple[Array, Array, Array]:
+    """Returns (w_x, w_h, b) for an init preset.
+
+    - ``default``: LeCun-normal input kernel (Flax's default), orthogonal recurrent blocks,
+      zero bias.
+    - ``char_rnn``: everything uniform in [-0.08, 0.08] (karpathy/char-rnn).
+    - ``irnn``: identity recurrent blocks, N(0, 0.001^2) input kernel, zero bias
+      (Le, Jaitly, Hinton 2015), meant for the ReLU RNN.
+    """
+    kx, kh, kb = jax.random.split(key, 3)
+    shape_x, shape_h, shape_b = (
+        (in_features, gates * hidden),
+        (hidden, gates * hidden),
+        (gates * hidden,),
+    )
+    if preset == "default":
+        w_x = nnx.initializers.lecun_normal()(kx, shape_x, dtype)
+        w_h = _orthogonal_blocks(kh, hidden, gates, dtype)
+        b = jnp.zeros(shape_b, dtype)
+    elif preset == "char_rnn":
+        u = lambda k, s: jax.random.uniform(k, s, dtype, -0.08, 0.08)
+        w_x, w_h, b = u(kx, shape_x), u(kh, shape_h), u(kb, shape_b)
+    elif preset == "irnn":
+        w_x = 0.001 * jax.random.normal(kx, shape_x, dtype)
+        w_h = jnp.tile(jnp.eye(hidden, dtype=dtype), (1, gates))
+        b = jnp.zeros(shape_b, dtype)
+    else:
+        raise ValueError(f"unknown init preset {preset!r}; choose one of {INIT_PRESETS}")
+    return w_x, w_h, b
+
+
+class Cell(nnx.Module):
+    """Base class: subclasses set ``num_gates`` and implement ``step``.
+
+    ``carry_is_tuple`` cells (LSTM) override ``initial_carry``, ``hidden`` and ``set_hidden``.
+    """
+
+    num_gates: int = 1
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_size: int,
+        *,
+        init: str = "default",
+        forget_bias: float = 1.0,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if in_features < 1 or hidden_size < 1:
+            raise ValueError(
+                f"in_features and hidden_size must be >= 1, got {in_features}, {hidden_size}"
+            )
+        self.in_features = in_features
+        self.hidden_size = hidden_size
+        self.init = init
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        w_x, w_h, b = init_kernels(
+            init, rngs.params(), in_features, hidden_size, self.num_gates, param_dtype
+        )
+        b = self.adjust_bias(b, forget_bias)
+        self.w_x = nnx.Param(w_x)
+        self.w_h = nnx.Param(w_h)
+        self.b = nnx.Param(b)
+
+    # -- hooks for subclasses --------------------------------------------------------------
+    def adjust_bias(self, b: Array, forget_bias: float) -> Array:
+        """Cells with a forget gate set its bias block here."""
+        return b
+
+    def recurrent_params(self) -> dict[str, Array]:
+        """The arrays ``step`` needs (everything but the input projection)."""
+        return {"w_h": self.w_h[...]}
+
+    def step(self, params: dict[str, Array], carry: Carry, xp: Array) -> tuple[Carry, Array]:
+        """One timestep from a projected input ``xp = x_t @ w_x + b``: (new_carry, h_t).
+
+        Reads only ``params`` and static options, never the module's variables, so it is a
+        pure function usable inside ``lax.scan``."""
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
+    def project(self, x: Array) -> Array:
+        """``x @ w_x + b`` over any leading axes: the hoisted input half of every step."""
+        w_x, b = self.w_x[...], self.b[...]
+        if self.dtype is not None:
+            x, w_x = x.astype(self.dtype), w_x.astype(self.dtype)
+        y = jnp.matmul(x, w_x, preferred_element_type=self.param_dtype)
+        return y + b
+
+    def initial_carry(self, batch_size: int) -> Carry:
+        return jnp.zeros((batch_size, self.hidden_size), self.param_dtype)
+
+    @staticmethod
+    def hidden(carry: Carry) -> Array:
+        """The hidden state h inside a carry."""
+        return carry
+
+    @staticmethod
+    def set_hidden(carry: Carry, h: Array) -> Carry:
+        """The carry with its hidden state replaced (the probe perturbs h through this)."""
+        return h
+
+
+def recurrent_matmul(h: Array, w: Array) -> Array:
+    """h @ w in the precision of w (the recurrent matmul lives on the critical path)."""
+    return jnp.matmul(h.astype(w.dtype), w)
+
+
+def get_activation(name: str) -> Callable[[Array], Array]:
+    table = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
+    return table[name]

@@ -1,0 +1,99 @@
+"""Many-to-one: a sequence classifier/regressor reading out the last valid state or a pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from seqlab.models.inputs import InputEncoder
+from seqlab.recurrence import RNNStack, length_mask
+
+Array = jax.Array
+READOUTS = ("last", "mean", "max")
+
+
+class SequenceClassifier(nnx.Module):
+    """inputs (B, T[, F]) -> (B, num_outputs); ``num_outputs=1`` with an MSE loss is regression.
+
+    ``readout``: ``last`` uses the top layer's carry, i.e. the state at each example's last
+    valid step (both directions' final states when bidirectional); ``mean`` / ``max`` pool
+    the top layer's outputs over valid steps only. aux adds ``features`` (the readout).
+    """
+
+    def __init__(
+        self,
+        num_outputs: int,
+        *,
+        input_kind: str = "features",
+        vocab_size: int = 0,
+        embed_dim: int = 0,
+        num_features: int = 0,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        readout: str = "last",
+        dropout: float = 0.0,
+        unroll: int = 1,
+        remat: bool = False,
+        cell_kwargs: dict[str, Any] | None = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if readout not in READOUTS:
+            raise ValueError(f"unknown readout {readout!r}; choose one of {READOUTS}")
+        self.readout = readout
+        self.inputs = InputEncoder(
+            input_kind,
+            vocab_size=vocab_size,
+            embed_dim=embed_dim,
+            num_features=num_features,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        kw = {"param_dtype": param_dtype, **(cell_kwargs or {})}
+        self.rnn = RNNStack(
+            cell,
+            self.inputs.output_size,
+            hidden_size,
+            num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            unroll=unroll,
+            remat=remat,
+            cell_kwargs=kw,
+            rngs=rngs,
+        )
+        feat = (
+            hidden_size * (2 if bidirectional else 1)
+            if readout == "last"
+            else (self.rnn.output_size)
+        )
+        self.head = nnx.Linear(feat, num_outputs, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(
+        self,
+        x: Array,
+        *,
+        lengths: Array | None = None,
+        train: bool = False,
+        rng: Array | None = None,
+        h_perturb: list[Any] | None = None,
+    ) -> tuple[Array, dict[str, Any]]:
+        y, aux = self.rnn(
+            self.inputs(x), lengths=lengths, train=train, rng=rng, h_perturb=h_perturb
+        )
+        if self.readout == "last":
+            feats = self.rnn.top_hidden(aux["final_carry"])
+        else:
+            lens = jnp.full((y.shape[0],), y.shape[1]) if lengths is None else lengths
+            m = length_mask(lens, y.shape[1])[..., None]
+            if self.readout == "mean":
+                feats = jnp.sum(jnp.where(m, y, 0), 1) / jnp.maximum(lens, 1)[:, None]
+            else:
+                feats = jnp.max(jnp.where(m, y, -jnp.inf), axis=1)
+        aux["features"] = feats
+        return self.head(feats), aux

@@ -1,0 +1,54 @@
+"""How a model reads its inputs: one-hot tokens, learned embeddings, or real-valued features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+INPUT_KINDS = ("onehot", "embed", "features")
+
+
+class InputEncoder(nnx.Module):
+    """``onehot`` (char-rnn's choice), ``embed`` (learned table) or ``features`` (float inputs).
+
+    For one-hot inputs the recurrent layer's hoisted projection ``onehot(x) @ w_x`` is itself
+    the embedding lookup, so no separate table is kept.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        vocab_size: int = 0,
+        embed_dim: int = 0,
+        num_features: int = 0,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input kind {kind!r}; choose one of {INPUT_KINDS}")
+        self.kind = kind
+        self.vocab_size = vocab_size
+        self.param_dtype = param_dtype
+        if kind == "embed":
+            self.embed = nnx.Embed(vocab_size, embed_dim, param_dtype=param_dtype, rngs=rngs)
+            self.output_size = embed_dim
+        elif kind == "onehot":
+            self.output_size = vocab_size
+        else:
+            self.output_size = num_features
+        if self.output_size < 1:
+            raise ValueError(
+                f"input kind {kind!r} needs a size >= 1 (vocab_size / embed_dim / num_features)"
+            )
+
+    def __call__(self, x: Array) -> Array:
+        if self.kind == "embed":
+            return self.embed(x)
+        if self.kind == "onehot":
+            return jax.nn.one_hot(x, self.vocab_size, dtype=self.param_dtype)
+        return x.astype(self.param_dtype)
