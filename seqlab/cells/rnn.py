@@ -1,4 +1,4 @@
-"""Elman RNN: h' = act(x W_x + h W_h + b). ``activation='relu'`` with ``init='irnn'`` is the IRNN."""
+"""Elman RNN: h' = act(x W_x + h W_h + b); relu with init='irnn' is the IRNN."""
 
 from __future__ import annotations
 

@@ -1,0 +1,118 @@
+"""Config defaults shared by every ``configs/*.py`` file, variant parsing and validation.
+
+A config file's ``get_config(arg)`` starts from ``base_config()`` and changes what its
+family needs; ``arg`` ("gru,runlocal", "cell=gru,T=200") selects variants (big_vision style)
+and is parsed by ``parse_arg``. The command line changes single leaves with
+``--config.model.hidden_size=512``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ml_collections import ConfigDict
+
+
+def base_config() -> ConfigDict:
+    """Every key every config has. Task-specific keys go under ``task`` and ``data``."""
+    c = ConfigDict()
+    c.seed = 0
+    c.num_seeds = 1  # >1: train that many independently initialized replicas in one program
+
+    c.task = ConfigDict()
+    c.task.name = ""
+
+    c.model = ConfigDict()
+    c.model.cell = "lstm"  # a name in seqlab.cells.CELLS
+    c.model.hidden_size = 128
+    c.model.num_layers = 1
+    c.model.input_kind = "onehot"  # onehot | embed (token inputs)
+    c.model.embed_dim = 0
+    c.model.dropout = 0.0
+    c.model.bidirectional = False
+    c.model.readout = "last"  # many-to-one: last | mean | max
+    c.model.attention = False  # seq2seq: additive attention
+    c.model.attention_size = 0
+    c.model.init = "default"  # default | char_rnn | irnn
+    c.model.forget_bias = 1.0
+    c.model.activation = "tanh"  # vanilla RNN only: tanh | relu
+    c.model.dtype = ""  # matmul compute dtype ("" = param dtype, or bfloat16)
+    c.model.param_dtype = "float32"
+    c.model.unroll = 1
+    c.model.remat = False
+
+    c.data = ConfigDict()
+    c.data.batch_size = 32
+    c.data.seq_len = 100
+
+    c.optim = ConfigDict()
+    c.optim.name = "adam"  # adam | adamw | rmsprop | sgd
+    c.optim.learning_rate = 2e-3
+    c.optim.schedule = "constant"  # constant | warmup_cosine | exponential
+    c.optim.warmup_steps = 0
+    c.optim.end_lr_factor = 0.0  # warmup_cosine: final lr = factor * lr
+    c.optim.decay_rate = 0.97  # exponential (char-rnn): lr *= rate every decay_every steps
+    c.optim.decay_every = 1000
+    c.optim.decay_start = 0  # exponential: steps before the first decay
+    c.optim.weight_decay = 0.0
+    c.optim.momentum = 0.9  # sgd (0 = plain); rmsprop
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.clip = "global_norm"  # global_norm | elementwise | none
+    c.optim.clip_value = 5.0
+
+    c.train = ConfigDict()
+    c.train.num_steps = 1000
+    c.train.log_every = 50
+    c.train.eval_every = 250
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.on_nonfinite = "stop"  # stop | skip
+    c.train.explode_factor = 3.0  # stop when loss > factor x initial loss (0 = off)
+    c.train.progress = True
+
+    c.probe = ConfigDict()
+    c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)
+
+    c.wandb = ConfigDict()
+    c.wandb.mode = "auto"  # auto (online when logged in, else offline) | online | offline | disabled
+    c.wandb.project = "seqlab"
+    c.wandb.entity = ""
+    c.wandb.group = ""
+    c.wandb.name = ""
+    c.wandb.tags = ""  # comma-separated
+    c.tensorboard = False
+    return c
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
+    """Parses "gru,runlocal,T=200" into {gru: True, runlocal: True, T: 200} over defaults.
+
+    Bare words set a boolean flag when ``defaults`` has that flag, or else fill the first
+    string-valued default whose allowed values are unknown (so ``:gru`` can set ``cell``);
+    values are converted to the default's type. Unknown names are one clear error.
+    """
+    out = dict(defaults)
+    for part in [p.strip() for p in (arg or "").split(",") if p.strip()]:
+        if "=" in part:
+            key, value = part.split("=", 1)
+        elif part in defaults and isinstance(defaults[part], bool):
+            key, value = part, "True"
+        elif "cell" in defaults:
+            key, value = "cell", part
+        else:
+            key, value = part, "True"
+        if key not in defaults:
+            hint = difflib.get_close_matches(key, list(defaults), n=1)
+            raise ValueError(f"unknown config variant {key!r}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; known: {', '.join(sorted(defaults))}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            out[key] = value.lower() in ("1", "true", "yes", "y")
+        elif default is None:
+            out[key] = value
+        else:
+            out[key] = type(default)(value)
+    return ConfigDict(out)
