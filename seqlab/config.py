@@ -76,7 +76,9 @@ def base_config() -> ConfigDict:
     c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)
 
     c.wandb = ConfigDict()
-    c.wandb.mode = "auto"  # auto (online when logged in, else offline) | online | offline | disabled
+    c.wandb.mode = (
+        "auto"  # auto (online when logged in, else offline) | online | offline | disabled
+    )
     c.wandb.project = "seqlab"
     c.wandb.entity = ""
     c.wandb.group = ""
@@ -105,9 +107,11 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
             key, value = part, "True"
         if key not in defaults:
             hint = difflib.get_close_matches(key, list(defaults), n=1)
-            raise ValueError(f"unknown config variant {key!r}"
-                             + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                             + f"; known: {', '.join(sorted(defaults))}")
+            raise ValueError(
+                f"unknown config variant {key!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; known: {', '.join(sorted(defaults))}"
+            )
         default = defaults[key]
         if isinstance(default, bool):
             out[key] = value.lower() in ("1", "true", "yes", "y")
@@ -116,3 +120,77 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
         else:
             out[key] = type(default)(value)
     return ConfigDict(out)
+
+
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type, or out of range."""
+
+
+def _check(ok: bool, key: str, value: Any, need: str) -> None:
+    if not ok:
+        raise ConfigError(f"config.{key}={value!r} is invalid: {need}")
+
+
+def validate(c: ConfigDict) -> None:
+    """Checks names and ranges once, before anything is built; raises ConfigError."""
+    from seqlab.cells import CELLS, INIT_PRESETS
+    from seqlab.models.build import DTYPES
+    from seqlab.optim import CLIPS, OPTIMIZERS, SCHEDULES
+    from seqlab.tasks import TASKS
+
+    def one_of(key: str, value: Any, names: Any) -> None:
+        hint = difflib.get_close_matches(str(value), list(names), n=1)
+        _check(
+            value in names,
+            key,
+            value,
+            f"choose one of {sorted(names)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+        )
+
+    one_of("task.name", c.task.name, TASKS)
+    m = c.model
+    one_of("model.cell", m.cell, CELLS)
+    one_of("model.init", m.init, INIT_PRESETS)
+    one_of("model.input_kind", m.input_kind, ("onehot", "embed"))
+    one_of("model.readout", m.readout, ("last", "mean", "max"))
+    one_of("model.activation", m.activation, ("tanh", "relu"))
+    one_of("model.dtype", m.dtype, [k for k in DTYPES if k != "none"])
+    one_of("model.param_dtype", m.param_dtype, ("float32", "float64", "bfloat16"))
+    for key, value in (
+        ("model.hidden_size", m.hidden_size),
+        ("model.num_layers", m.num_layers),
+        ("model.unroll", m.unroll),
+        ("data.batch_size", c.data.batch_size),
+        ("data.seq_len", c.data.seq_len),
+        ("train.num_steps", c.train.num_steps),
+        ("train.log_every", c.train.log_every),
+        ("train.eval_every", c.train.eval_every),
+        ("train.checkpoint_every", c.train.checkpoint_every),
+        ("train.keep_checkpoints", c.train.keep_checkpoints),
+        ("num_seeds", c.num_seeds),
+    ):
+        _check(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
+    _check(
+        m.input_kind != "embed" or m.embed_dim >= 1,
+        "model.embed_dim",
+        m.embed_dim,
+        "must be >= 1 when model.input_kind='embed'",
+    )
+    _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
+    o = c.optim
+    one_of("optim.name", o.name, OPTIMIZERS)
+    one_of("optim.schedule", o.schedule, SCHEDULES)
+    one_of("optim.clip", o.clip, CLIPS)
+    _check(o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")
+    _check(o.clip == "none" or o.clip_value > 0, "optim.clip_value", o.clip_value, "must be > 0")
+    _check(0.0 < o.decay_rate <= 1.0, "optim.decay_rate", o.decay_rate, "must be in (0, 1]")
+    _check(o.decay_every >= 1, "optim.decay_every", o.decay_every, "must be >= 1")
+    _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
+    one_of("train.on_nonfinite", c.train.on_nonfinite, ("stop", "skip"))
+    _check(
+        c.train.explode_factor >= 0,
+        "train.explode_factor",
+        c.train.explode_factor,
+        "must be >= 0 (0 turns the check off)",
+    )
+    one_of("wandb.mode", c.wandb.mode, ("auto", "online", "offline", "disabled"))

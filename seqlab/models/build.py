@@ -12,14 +12,22 @@ from seqlab.models.classifier import SequenceClassifier
 from seqlab.models.language_model import LanguageModel
 from seqlab.models.seq2seq import Seq2Seq
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
-          "float64": jnp.float64, "": None, "none": None}
+DTYPES = {
+    "float32": jnp.float32,
+    "bfloat16": jnp.bfloat16,
+    "float16": jnp.float16,
+    "float64": jnp.float64,
+    "": None,
+    "none": None,
+}
 
 
 def cell_kwargs(m: ConfigDict) -> dict[str, Any]:
-    kw: dict[str, Any] = {"init": m.get("init", "default"),
-                          "forget_bias": float(m.get("forget_bias", 1.0)),
-                          "dtype": DTYPES[str(m.get("dtype", "") or "")]}
+    kw: dict[str, Any] = {
+        "init": m.get("init", "default"),
+        "forget_bias": float(m.get("forget_bias", 1.0)),
+        "dtype": DTYPES[str(m.get("dtype", "") or "")],
+    }
     if m.cell == "rnn" and m.get("activation"):
         kw["activation"] = m.activation
     return kw
@@ -40,19 +48,29 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
     }
     input_kind = m.get("input_kind", "onehot")
     if spec.family == "lm":
-        return LanguageModel(spec.vocab_size, input_kind=input_kind,
-                             embed_dim=int(m.get("embed_dim", 0)), **common)
+        return LanguageModel(
+            spec.vocab_size, input_kind=input_kind, embed_dim=int(m.get("embed_dim", 0)), **common
+        )
     if spec.family == "classifier":
         kind = "features" if spec.input_kind == "features" else input_kind
-        return SequenceClassifier(spec.num_outputs, input_kind=kind,
-                                  vocab_size=spec.vocab_size, num_features=spec.num_features,
-                                  embed_dim=int(m.get("embed_dim", 0)),
-                                  bidirectional=bool(m.get("bidirectional", False)),
-                                  readout=m.get("readout", "last"), **common)
+        return SequenceClassifier(
+            spec.num_outputs,
+            input_kind=kind,
+            vocab_size=spec.vocab_size,
+            num_features=spec.num_features,
+            embed_dim=int(m.get("embed_dim", 0)),
+            bidirectional=bool(m.get("bidirectional", False)),
+            readout=m.get("readout", "last"),
+            **common,
+        )
     if spec.family == "seq2seq":
-        return Seq2Seq(spec.vocab_size, spec.tgt_vocab_size,
-                       embed_dim=int(m.get("embed_dim", 64)),
-                       bidirectional_encoder=bool(m.get("bidirectional", False)),
-                       attention=bool(m.get("attention", False)),
-                       attention_size=int(m.get("attention_size", 0)), **common)
+        return Seq2Seq(
+            spec.vocab_size,
+            spec.tgt_vocab_size,
+            embed_dim=int(m.get("embed_dim", 64)),
+            bidirectional_encoder=bool(m.get("bidirectional", False)),
+            attention=bool(m.get("attention", False)),
+            attention_size=int(m.get("attention_size", 0)),
+            **common,
+        )
     raise ValueError(f"unknown model family {spec.family!r}")

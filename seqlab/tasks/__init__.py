@@ -23,17 +23,28 @@ TASKS: dict[str, str] = {
 def get_task_class(name: str) -> type[Task]:
     if name not in TASKS:
         hint = difflib.get_close_matches(name, list(TASKS), n=1)
-        raise ValueError(f"unknown task.name {name!r}"
-                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                         + f"; known: {', '.join(sorted(TASKS))}")
+        raise ValueError(
+            f"unknown task.name {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; known: {', '.join(sorted(TASKS))}"
+        )
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def make_task(config: ConfigDict, *, process_index: int = 0, process_count: int = 1) -> Task:
-    return get_task_class(config.task.name)(config, process_index=process_index,
-                                            process_count=process_count)
+    return get_task_class(config.task.name)(
+        config, process_index=process_index, process_count=process_count
+    )
 
 
-__all__ = ["TASKS", "Batch", "Metrics", "ModelSpec", "Task", "get_task_class", "make_task",
-           "rng_for"]
+__all__ = [
+    "TASKS",
+    "Batch",
+    "Metrics",
+    "ModelSpec",
+    "Task",
+    "get_task_class",
+    "make_task",
+    "rng_for",
+]

@@ -64,8 +64,9 @@ class Task:
         self.process_count = process_count
         global_bs = int(config.data.batch_size)
         if global_bs % process_count:
-            raise ValueError(f"data.batch_size={global_bs} is not divisible by the "
-                             f"{process_count} processes")
+            raise ValueError(
+                f"data.batch_size={global_bs} is not divisible by the {process_count} processes"
+            )
         self.global_batch_size = global_bs
         self.batch_size = global_bs // process_count
 
@@ -90,12 +91,20 @@ class Task:
         """Carry threaded across training (and eval) batches; None for stateless tasks."""
         return None
 
-    def loss(self, model: Any, batch: dict[str, Array], *, carry: Any = None,
-             train: bool = False, rng: Array | None = None) -> tuple[Array, tuple[Metrics, Any]]:
+    def loss(
+        self,
+        model: Any,
+        batch: dict[str, Array],
+        *,
+        carry: Any = None,
+        train: bool = False,
+        rng: Array | None = None,
+    ) -> tuple[Array, tuple[Metrics, Any]]:
         raise NotImplementedError
 
-    def eval_metrics(self, model: Any, batch: dict[str, Array], *,
-                     carry: Any = None) -> tuple[Metrics, Any]:
+    def eval_metrics(
+        self, model: Any, batch: dict[str, Array], *, carry: Any = None
+    ) -> tuple[Metrics, Any]:
         """Metrics on one eval batch (defaults to the loss's metrics, no dropout)."""
         _, (metrics, carry) = self.loss(model, batch, carry=carry, train=False)
         return metrics, carry

@@ -1,0 +1,319 @@
+"""The ``seqlab`` command. This is the only module that reads flags; it turns them into a
+config and calls the library (``train_and_evaluate``, ``Evaluator``, ``generate``).
+
+    seqlab train  --config configs/charlm.py[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+    seqlab eval   --workdir DIR [--best]
+    seqlab sample --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K]
+                  [--greedy] [--seed S] [--best]
+
+Bad input ends with one line on stderr and exit status 2; set SEQLAB_DEBUG=1 to see the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags
+
+USAGE = """usage: seqlab COMMAND [flags]
+
+commands:
+  train   --config FILE.py[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+  eval    --workdir DIR [--best]
+  sample  --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K] [--greedy]
+          [--seed S] [--best] [--num_samples N]
+
+`seqlab COMMAND --help` lists a command's flags."""
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _flatten(d: Any, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if hasattr(v, "items"):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _parse(
+    name: str,
+    argv: Sequence[str],
+    define: Callable[[flags.FlagValues], None],
+    with_config: bool = False,
+) -> flags.FlagValues:
+    from ml_collections import config_flags
+
+    fv = flags.FlagValues()
+    full = [f"seqlab {name}", *argv]
+    if with_config:
+        config_flags.DEFINE_config_file(
+            "config",
+            None,
+            "config file, FILE.py[:ARG]",
+            flag_values=fv,
+            lock_config=True,
+            sys_argv=full,
+        )
+    define(fv)
+    if "--help" in argv or "-h" in argv:
+        print(f"usage: seqlab {name} [flags]\n" + fv.main_module_help())
+        raise SystemExit(0)
+    try:
+        fv(full)
+        if with_config and fv["config"].value is None:
+            raise UsageError("--config is required, e.g. --config configs/charlm.py")
+        if with_config:
+            fv.config.get("seed")  # a config file that failed to load raises only on access
+    except flags.Error as e:
+        raise UsageError(_flag_error(str(e), fv, with_config)) from None
+    except (AttributeError, KeyError):  # an override naming a key the config lacks
+        raise UsageError(_unknown_override(argv)) from None
+    except OSError as e:
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        raise UsageError("cannot load --config: " + lines[-1]) from None
+    for f in ("workdir",):
+        if f in fv and fv[f].value is None:
+            raise UsageError(f"--{f} is required")
+    return fv
+
+
+def _flag_error(msg: str, fv: flags.FlagValues, with_config: bool) -> str:
+    msg = msg.strip()
+    if "Error whilst parsing config file" in msg:  # get_config raised: keep its last line
+        return "bad --config: " + msg.splitlines()[-1].strip()
+    if msg.startswith("Unknown command line flag"):
+        name = msg.split("'")[1] if "'" in msg else msg
+        if name.startswith("config.") and with_config:
+            return _unknown_key(name.split(".", 1)[1], _flatten(fv["config"].value))
+        hint = difflib.get_close_matches(name, list(fv), n=1)
+        return f"unknown flag --{name}" + (f" (did you mean --{hint[0]}?)" if hint else "")
+    return msg.splitlines()[0]
+
+
+def _unknown_key(name: str, keys: list[str]) -> str:
+    """'unknown config key' with the nearest existing key as a suggestion."""
+    leaf = name.rsplit(".", 1)[-1]
+    hint = (
+        difflib.get_close_matches(name, keys, n=1)
+        or [
+            k
+            for k in keys
+            if k.rsplit(".", 1)[-1]
+            in difflib.get_close_matches(leaf, [x.rsplit(".", 1)[-1] for x in keys], n=1)
+        ][:1]
+    )
+    return f"unknown config key {name!r}" + (f" (did you mean --config.{hint[0]}?)" if hint else "")
+
+
+def _unknown_override(argv: Sequence[str]) -> str:
+    """Finds which --config.KEY override names a missing key, by loading the bare config."""
+    from ml_collections import config_flags
+
+    path = [a for a in argv if a.startswith("--config=")] or [
+        f"--config={argv[i + 1]}" for i, a in enumerate(argv[:-1]) if a == "--config"
+    ]
+    fv = flags.FlagValues()
+    bare = ["seqlab", path[0]] if path else ["seqlab"]
+    config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=bare)
+    fv(bare)
+    keys = _flatten(fv.config)
+    for a in argv:
+        if a.startswith("--config."):
+            name = a.split("=", 1)[0][len("--config.") :]
+            if name not in keys:
+                return _unknown_key(name, keys)
+    return "an override names a key the config does not have"
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_train(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
+
+    fv = _parse("train", argv, define, with_config=True)
+    from seqlab.train import train_and_evaluate
+
+    metrics = train_and_evaluate(fv.config, fv.workdir)
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+def _load_run(workdir: str, best: bool) -> tuple[Any, dict, dict, int]:
+    """Restores (config, params pytree as saved, meta, step) from a workdir's checkpoint."""
+    from ml_collections import ConfigDict
+
+    from seqlab.checkpoint import Checkpointer
+
+    ckdir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckdir):
+        raise UsageError(
+            f"no checkpoints in {workdir}; train first with "
+            f"`seqlab train --config ... --workdir {workdir}`"
+        )
+    ckpt = Checkpointer(ckdir, async_save=False)
+    step = ckpt.best_step() if best else ckpt.latest_step()
+    if step is None:
+        raise UsageError(f"no {'best ' if best else ''}checkpoint in {ckdir}")
+    meta = ckpt.restore_meta(step)
+    config = ConfigDict(meta["config"])
+    return config, ckpt, meta, step
+
+
+def _restore_params(config, ckpt, step, task=None, spec=None):
+    from flax import nnx
+
+    from seqlab.models.build import build_model
+    from seqlab.train import init_train_state
+
+    if task is not None:
+        graphdef, state, _ = init_train_state(config, task)
+        state = ckpt.restore(step, state)
+        return graphdef, state["params"]
+    import orbax.checkpoint as ocp
+
+    model = build_model(config.model, spec, nnx.Rngs(params=config.seed))
+    graphdef, params = nnx.split(model)
+    raw = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    nnx.replace_by_pure_dict(params, _pure(raw["state"]["params"]))
+    return graphdef, params
+
+
+def _pure(tree: Any) -> Any:
+    """Orbax's raw restore of an nnx.State keeps {'value': array} wrappers; drop them."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {
+            (int(k) if isinstance(k, str) and k.isdigit() else k): _pure(v) for k, v in tree.items()
+        }
+    return tree
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
+        flags.DEFINE_bool(
+            "best", False, "evaluate the best checkpoint, not the latest", flag_values=fv
+        )
+
+    fv = _parse("eval", argv, define)
+    from seqlab.evaluate import Evaluator
+    from seqlab.tasks import make_task
+
+    config, ckpt, meta, step = _load_run(fv.workdir, fv.best)
+    task = make_task(config)
+    graphdef, params = _restore_params(config, ckpt, step, task=task)
+    ckpt.close()
+    metrics = Evaluator(graphdef, task)(params)
+    result = {"step": step, "checkpoint": "best" if fv.best else "latest", **metrics}
+    with open(os.path.join(fv.workdir, "eval.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_sample(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory of a char LM", flag_values=fv)
+        flags.DEFINE_string(
+            "prime", None, "text to start from (default: a newline)", flag_values=fv
+        )
+        flags.DEFINE_integer("length", 500, "characters to generate", lower_bound=1, flag_values=fv)
+        flags.DEFINE_float(
+            "temperature", 1.0, "softmax temperature (0 = greedy)", lower_bound=0.0, flag_values=fv
+        )
+        flags.DEFINE_integer(
+            "top_k", 0, "sample among the k likeliest (0 = all)", lower_bound=0, flag_values=fv
+        )
+        flags.DEFINE_bool("greedy", False, "always pick the likeliest character", flag_values=fv)
+        flags.DEFINE_integer("seed", 0, "sampling seed", flag_values=fv)
+        flags.DEFINE_integer("num_samples", 1, "independent samples", lower_bound=1, flag_values=fv)
+        flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+
+    fv = _parse("sample", argv, define)
+    import jax
+
+    from seqlab.corpora import Vocab
+    from seqlab.sample import generate
+    from seqlab.tasks import ModelSpec
+
+    config, ckpt, meta, step = _load_run(fv.workdir, fv.best)
+    if "vocab" not in meta or meta["spec"]["family"] != "lm":
+        raise UsageError(
+            f"{fv.workdir} is a {meta.get('task')!r} run; `seqlab sample` needs "
+            "a character language model (task.name=charlm)"
+        )
+    vocab = Vocab.from_dict(meta["vocab"])
+    prime = fv.prime if fv.prime is not None else ("\n" if "\n" in vocab else vocab.decode([0]))
+    if not prime:
+        raise UsageError("--prime must not be empty")
+    ids = vocab.encode(prime)
+    graphdef, params = _restore_params(config, ckpt, step, spec=ModelSpec(**meta["spec"]))
+    ckpt.close()
+    from flax import nnx
+
+    model = nnx.merge(graphdef, params)
+    k = fv.top_k
+    if k > vocab.size:
+        raise UsageError(f"--top_k={k} exceeds the vocabulary size {vocab.size}")
+    out = generate(
+        model,
+        ids,
+        fv.length,
+        key=jax.random.key(fv.seed),
+        temperature=fv.temperature,
+        top_k=k,
+        greedy=fv.greedy,
+        num_samples=fv.num_samples,
+    )
+    for row in jax.device_get(out):
+        print(prime + vocab.decode(row.tolist()))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "sample": cmd_sample,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        hint = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        print(
+            f"seqlab: unknown command {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; commands: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    from seqlab.train import PREEMPTED_EXIT_CODE, Preempted, TrainingError
+
+    try:
+        return COMMANDS[name](rest)
+    except Preempted as e:
+        print(f"seqlab {name}: {e}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except (ValueError, FileNotFoundError, TrainingError, KeyError) as e:
+        if os.environ.get("SEQLAB_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"seqlab {name}: error: {msg}", file=sys.stderr)
+        return 2

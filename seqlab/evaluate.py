@@ -1,0 +1,47 @@
+"""Evaluation: runs a task's eval batches through a jitted metric function and reduces the
+mergeable (sum, count) metrics into means, plus the task's derived metrics and baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from seqlab.tasks import Task
+
+
+def add_metrics(acc: dict | None, new: dict) -> dict:
+    """Merges {name: (sum, count)} trees by adding (on device; no host sync)."""
+    return new if acc is None else jax.tree.map(jnp.add, acc, new)
+
+
+def means(acc: dict, prefix: str) -> dict[str, float]:
+    host = jax.device_get(acc)
+    return {f"{prefix}{k}": float(s) / max(float(c), 1e-12) for k, (s, c) in host.items()}
+
+
+class Evaluator:
+    """Holds the jitted eval step for one (graphdef, task) pair."""
+
+    def __init__(self, graphdef: Any, task: Task):
+        self.task = task
+
+        def step(params, batch, carry):
+            model = nnx.merge(graphdef, params)
+            return task.eval_metrics(model, batch, carry=carry)
+
+        self._step = jax.jit(step)
+
+    def __call__(self, params: Any, batches: Any = None, prefix: str = "eval/") -> dict[str, float]:
+        acc, carry = None, None
+        for batch in self.task.eval_batches() if batches is None else batches:
+            metrics, carry = self._step(params, batch, carry)
+            acc = add_metrics(acc, metrics)
+        if acc is None:
+            raise ValueError("the task produced no eval batches")
+        out = means(acc, prefix)
+        out.update(self.task.summarize(out, prefix))
+        out.update({f"baseline/{k}": float(v) for k, v in self.task.baselines().items()})
+        return out

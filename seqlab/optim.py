@@ -1,0 +1,55 @@
+"""The optax chain a config asks for: clipping, then the optimizer with its lr schedule."""
+
+from __future__ import annotations
+
+import optax
+from ml_collections import ConfigDict
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "warmup_cosine", "exponential")
+CLIPS = ("global_norm", "elementwise", "none")
+
+
+def make_schedule(o: ConfigDict, num_steps: int) -> optax.Schedule:
+    lr = float(o.learning_rate)
+    if o.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if o.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0,
+            peak_value=lr,
+            warmup_steps=int(o.warmup_steps),
+            decay_steps=max(int(num_steps), int(o.warmup_steps) + 1),
+            end_value=lr * float(o.end_lr_factor),
+        )
+    if o.schedule == "exponential":  # char-rnn: lr *= decay_rate every decay_every steps
+        return optax.exponential_decay(
+            lr,
+            transition_steps=int(o.decay_every),
+            decay_rate=float(o.decay_rate),
+            transition_begin=int(o.decay_start),
+            staircase=True,
+        )
+    raise ValueError(f"unknown optim.schedule {o.schedule!r}; choose one of {SCHEDULES}")
+
+
+def make_optimizer(o: ConfigDict, num_steps: int) -> optax.GradientTransformation:
+    """``o`` is ``config.optim``. Gradient clipping comes first, as in char-rnn."""
+    sched = make_schedule(o, num_steps)
+    if o.name == "adam":
+        opt = optax.adam(sched, b1=float(o.b1), b2=float(o.b2))
+    elif o.name == "adamw":
+        opt = optax.adamw(sched, b1=float(o.b1), b2=float(o.b2), weight_decay=float(o.weight_decay))
+    elif o.name == "rmsprop":  # char-rnn's default optimizer (alpha 0.95)
+        opt = optax.rmsprop(sched, decay=0.95, momentum=float(o.momentum) or None)
+    elif o.name == "sgd":
+        opt = optax.sgd(sched, momentum=float(o.momentum) or None)
+    else:
+        raise ValueError(f"unknown optim.name {o.name!r}; choose one of {OPTIMIZERS}")
+    if o.clip == "global_norm":
+        return optax.chain(optax.clip_by_global_norm(float(o.clip_value)), opt)
+    if o.clip == "elementwise":
+        return optax.chain(optax.clip(float(o.clip_value)), opt)
+    if o.clip == "none":
+        return opt
+    raise ValueError(f"unknown optim.clip {o.clip!r}; choose one of {CLIPS}")

@@ -1,0 +1,299 @@
+"""``train_and_evaluate(config, workdir)``: the training loop, in one linear, sectioned
+function. It asks the task for batches, loss and metrics and never branches on the task.
+
+Determinism: initialization is a function of ``config.seed``; the batch of step s is
+``task.train_batch(s)`` and the dropout key is ``fold_in(key(seed), s)``, so a run resumed
+from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from ml_collections import ConfigDict
+
+from seqlab.checkpoint import Checkpointer, check_compatible
+from seqlab.config import validate
+from seqlab.evaluate import Evaluator, add_metrics, means
+from seqlab.models.build import build_model
+from seqlab.optim import make_optimizer
+from seqlab.tasks import Task, make_task
+from seqlab.writers import Progress, make_writer
+
+PREEMPTED_EXIT_CODE = 75  # distinct exit code after a SIGTERM/SIGINT checkpoint
+SHAPE_KEYS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "input_kind",
+    "embed_dim",
+    "bidirectional",
+    "readout",
+    "attention",
+    "attention_size",
+    "activation",
+    "param_dtype",
+)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (non-finite loss, explosion)."""
+
+
+class Preempted(RuntimeError):
+    def __init__(self, step: int):
+        super().__init__(
+            f"stopped by a signal at step {step}; checkpoint saved, re-run the "
+            "same command to resume"
+        )
+        self.step = step
+
+
+def make_train_step(graphdef: Any, task: Task, tx: optax.GradientTransformation):
+    """The pure step ``(state, batch, key) -> (state, metrics)``; jit it at the call site.
+
+    A non-finite loss or gradient never reaches the parameters: the update is skipped,
+    counted, and the first such step recorded, so no non-finite state is ever saved.
+    """
+
+    def train_step(state: dict, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        rng = jax.random.fold_in(key, state["step"])
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params)
+            return task.loss(model, batch, carry=state["carry"], train=True, rng=rng)
+
+        (loss, (metrics, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        new_state = {
+            "step": state["step"] + 1,
+            "params": keep(params, state["params"]),
+            "opt_state": keep(opt_state, state["opt_state"]),
+            "carry": keep(carry, state["carry"]),
+            "skipped": state["skipped"] + (~finite).astype(jnp.int32),
+            "first_bad": jnp.where(
+                (state["first_bad"] < 0) & ~finite, state["step"], state["first_bad"]
+            ),
+        }
+        metrics = {
+            **metrics,
+            "grad_norm": (jnp.where(finite, grad_norm, 0.0), finite.astype(jnp.float32)),
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def init_train_state(config: ConfigDict, task: Task) -> tuple[Any, dict, Any]:
+    """(graphdef, train state, optimizer): a pure function of the config and the task."""
+    model = build_model(config.model, task.spec, nnx.Rngs(params=config.seed))
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(config.optim, int(config.train.num_steps))
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": tx.init(params),
+        "carry": task.initial_carry(model, task.batch_size),
+        "skipped": jnp.zeros((), jnp.int32),
+        "first_bad": jnp.full((), -1, jnp.int32),
+    }
+    return graphdef, state, tx
+
+
+def checkpoint_meta(config: ConfigDict, task: Task) -> dict[str, Any]:
+    meta = {
+        "config": config.to_dict(),
+        "task": config.task.name,
+        "spec": dataclasses.asdict(task.spec),
+        "model_shape": {k: config.model.get(k) for k in SHAPE_KEYS},
+    }
+    vocab = getattr(task, "vocab", None)
+    if vocab is not None:
+        meta["vocab"] = vocab.to_dict()
+    return meta
+
+
+def prepare_workdir(workdir: str) -> None:
+    """Fails early, before any training, if the workdir cannot be written."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"workdir {workdir} is not writable ({e.strerror}); pick another --workdir"
+        ) from e
+    free = os.statvfs(workdir)
+    if free.f_bavail * free.f_frsize < 50 * 2**20:
+        raise ValueError(
+            f"workdir {workdir} has less than 50 MiB free; free space or pick another --workdir"
+        )
+
+
+def _write_json(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class _SignalFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop polls, so it can checkpoint and exit."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: no handler
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns
+    the final eval metrics."""
+    # -- setup ---------------------------------------------------------------------------
+    validate(config)
+    prepare_workdir(workdir)
+    pi, pc = jax.process_index(), jax.process_count()
+    task = make_task(config, process_index=pi, process_count=pc)
+    graphdef, state, tx = init_train_state(config, task)
+    num_steps = int(config.train.num_steps)
+    meta = checkpoint_meta(config, task)
+    t = config.train
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=t.keep_checkpoints,
+        best_metric=task.best_metric,
+        best_mode=task.best_mode,
+    )
+
+    # -- resume --------------------------------------------------------------------------
+    start, initial_loss, best = 0, None, None
+    latest = ckpt.latest_step()
+    if latest is not None:
+        saved = ckpt.restore_meta(latest)
+        check_compatible(saved, meta, workdir)
+        state = ckpt.restore(latest, state)
+        start = int(state["step"])
+        initial_loss = saved.get("initial_loss")
+        best = saved.get("best")
+    if pi == 0:
+        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    writer = make_writer(
+        config, workdir, resume_step=start if latest is not None else None, process_index=pi
+    )
+    evaluator = Evaluator(graphdef, task)
+    train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
+    key = jax.random.key(config.seed)
+    progress = Progress(
+        num_steps, start, task.tokens_per_batch(), enabled=bool(t.progress) and pi == 0
+    )
+    if latest is not None:
+        progress.write(f"resumed from {workdir} at step {start}")
+
+    def save(step: int, metrics: dict[str, float] | None = None) -> None:
+        ckpt.save(
+            step, state, {**meta, "initial_loss": initial_loss, "best": best}, metrics=metrics
+        )
+
+    def last_good() -> str:
+        s = ckpt.latest_step()
+        return f"step {s} in {ckpt.directory}" if s is not None else "none saved yet"
+
+    # -- loop ----------------------------------------------------------------------------
+    acc, eval_metrics, t0 = None, {}, time.perf_counter()
+    try:
+        with _SignalFlag() as sig:
+            for step in range(start, num_steps):
+                batch = jax.device_put(task.train_batch(step))
+                state, metrics = train_step(state, batch, key)
+                acc = add_metrics(acc, metrics)
+                done = step + 1
+                if initial_loss is None:
+                    initial_loss = means(metrics, "")["loss"]
+                if done % t.log_every == 0 or done == num_steps:
+                    row = means(acc, "train/")
+                    acc = None
+                    row["train/skipped_steps"] = int(state["skipped"])
+                    row.update(progress.update(done, row["train/loss"]))
+                    bad = int(state["first_bad"])
+                    if bad >= 0 and t.on_nonfinite == "stop":
+                        raise TrainingError(
+                            f"non-finite loss or gradient at step {bad} (the update was skipped"
+                            f"; nothing non-finite was saved); last good checkpoint: "
+                            f"{last_good()}. Lower optim.learning_rate, or set "
+                            "train.on_nonfinite=skip to skip such steps"
+                        )
+                    if t.explode_factor > 0 and row["train/loss"] > t.explode_factor * initial_loss:
+                        raise TrainingError(
+                            f"loss exploded at step {done}: {row['train/loss']:.4g} > "
+                            f"{t.explode_factor} x initial {initial_loss:.4g}; last good "
+                            f"checkpoint: {last_good()}. Lower optim.learning_rate"
+                        )
+                    writer.write_scalars(done, row)
+                evaluated = done % t.eval_every == 0 or done == num_steps
+                if evaluated:
+                    eval_metrics = evaluator(state["params"])
+                    writer.write_scalars(done, eval_metrics)
+                    texts = task.text_samples(nnx.merge(graphdef, state["params"]), done)
+                    if texts:
+                        writer.write_texts(done, texts)
+                    progress.write(
+                        f"step {done}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                    )
+                    for k, v in texts.items():
+                        progress.write(f"--- {k} ---\n{v}")
+                saved = False
+                val = eval_metrics.get(task.best_metric) if evaluated else None
+                if val is not None and (
+                    best is None or (val < best if task.best_mode == "min" else val > best)
+                ):
+                    best = val  # a new best is always saved, so retention can keep it
+                    save(done, eval_metrics)
+                    saved = True
+                if not saved and (done % t.checkpoint_every == 0 or done == num_steps):
+                    save(done, eval_metrics if evaluated else None)
+                    saved = True
+                if sig.signum is not None:
+                    if not saved:
+                        save(done, None)
+                    raise Preempted(done)
+    finally:
+        progress.close()
+        ckpt.close()
+        writer.close()
+    if pi == 0:
+        _write_json(
+            os.path.join(workdir, "results.json"),
+            {"step": num_steps, "wall_time_s": time.perf_counter() - t0, **eval_metrics},
+        )
+    return eval_metrics

@@ -1,0 +1,239 @@
+"""Where metrics go: metrics.jsonl (always), W&B, TensorBoard; console progress.
+
+Writers share one small interface (``write_scalars``, ``write_texts``, ``close``) and run on
+process 0 only. The loop logs at intervals, never per step, so writing never syncs the device
+on every step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from ml_collections import ConfigDict
+
+
+def _jsonable(v: Any) -> Any:
+    v = float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+class Writer:
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None: ...
+
+    def write_texts(self, step: int, texts: dict[str, str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlWriter(Writer):
+    """One JSON object per logged step: ``{"step": s, "train/loss": ..., ...}``.
+
+    On resume from step ``resume_step`` the rows after it (logged after the last checkpoint,
+    and about to be logged again) are dropped, so the file never holds duplicated steps.
+    """
+
+    def __init__(self, path: str, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None and os.path.exists(path):
+            keep = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in keep)
+            os.replace(tmp, path)
+        elif resume_step is None and os.path.exists(path):
+            os.remove(path)
+        self.f = open(path, "a")  # noqa: SIM115 (held for the whole run)
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        row = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
+        self.f.write(json.dumps(row) + "\n")
+        self.f.flush()
+
+    def write_texts(self, step: int, texts: dict[str, str]) -> None:
+        path = os.path.join(os.path.dirname(self.path), "samples.jsonl")
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": int(step), **texts}) + "\n")
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl; a torn last line (a killed writer) is skipped."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def wandb_mode(requested: str) -> str:
+    """``auto``: online when an API key is configured, else offline."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = os.path.expanduser("~/.netrc")
+    if os.path.exists(netrc):
+        try:
+            with open(netrc) as f:
+                if "api.wandb.ai" in f.read():
+                    return "online"
+        except OSError:
+            pass
+    return "offline"
+
+
+class WandbWriter(Writer):
+    """W&B run in the workdir; the run id is kept in the workdir so a resume continues it.
+    If W&B cannot be reached the run falls back to offline mode and training goes on."""
+
+    def __init__(self, config: ConfigDict, workdir: str, mode: str):
+        import wandb
+
+        self.wandb = wandb
+        id_path = os.path.join(workdir, "wandb_id.txt")
+        if os.path.exists(id_path):
+            with open(id_path) as f:
+                run_id = f.read().strip()
+        else:
+            run_id = wandb.util.generate_id()
+            with open(id_path, "w") as f:
+                f.write(run_id)
+        w = config.wandb
+        kwargs = dict(
+            project=w.project,
+            entity=w.entity or None,
+            group=w.group or None,
+            name=w.name or os.path.basename(os.path.abspath(workdir)),
+            tags=[t for t in str(w.tags).split(",") if t] or None,
+            config=config.to_dict(),
+            dir=workdir,
+            id=run_id,
+            resume="allow",
+        )
+        try:
+            self.run = wandb.init(mode=mode, **kwargs)
+        except Exception as e:  # unreachable server, bad key: keep training, offline
+            print(
+                f"W&B {mode} init failed ({type(e).__name__}: {e}); logging offline instead",
+                file=sys.stderr,
+            )
+            mode = "offline"
+            self.run = wandb.init(mode=mode, **kwargs)
+        self.mode = mode
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        self.run.log({k: float(v) for k, v in scalars.items()}, step=int(step))
+
+    def write_texts(self, step: int, texts: dict[str, str]) -> None:
+        table = self.wandb.Table(
+            columns=["step", "key", "text"], data=[[int(step), k, v] for k, v in texts.items()]
+        )
+        self.run.log({"samples": table}, step=int(step))
+
+    def close(self) -> None:
+        directory = getattr(self.run, "dir", None)
+        self.run.finish()
+        if self.mode == "offline" and directory:
+            print(f"W&B run saved offline; upload it with: wandb sync {os.path.dirname(directory)}")
+
+
+class TensorBoardWriter(Writer):
+    """TensorBoard event files (needs the optional ``tensorboardX`` package)."""
+
+    def __init__(self, logdir: str):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as e:
+            raise ValueError(
+                "config.tensorboard=True needs tensorboardX: pip install 'seqlab[tensorboard]'"
+            ) from e
+        self.w = SummaryWriter(logdir)
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        for k, v in scalars.items():
+            self.w.add_scalar(k, float(v), int(step))
+        self.w.flush()
+
+    def write_texts(self, step: int, texts: dict[str, str]) -> None:
+        for k, v in texts.items():
+            self.w.add_text(k, v, int(step))
+
+    def close(self) -> None:
+        self.w.close()
+
+
+class MultiWriter(Writer):
+    def __init__(self, writers: list[Writer]):
+        self.writers = writers
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        for w in self.writers:
+            w.write_scalars(step, scalars)
+
+    def write_texts(self, step: int, texts: dict[str, str]) -> None:
+        for w in self.writers:
+            w.write_texts(step, texts)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+def make_writer(
+    config: ConfigDict, workdir: str, *, resume_step: int | None, process_index: int = 0
+) -> Writer:
+    if process_index != 0:
+        return MultiWriter([])
+    writers: list[Writer] = [JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step)]
+    mode = wandb_mode(config.wandb.mode)
+    if mode != "disabled":
+        writers.append(WandbWriter(config, workdir, mode))
+    if config.tensorboard:
+        writers.append(TensorBoardWriter(os.path.join(workdir, "tensorboard")))
+    return MultiWriter(writers)
+
+
+class Progress:
+    """A console progress bar (tqdm) showing loss, steps/s, tokens/s and the ETA."""
+
+    def __init__(self, total: int, initial: int, tokens_per_step: int, enabled: bool = True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            disable=not enabled,
+            dynamic_ncols=True,
+            unit="step",
+            file=sys.stderr,
+            mininterval=0.5,
+        )
+        self.tokens_per_step = tokens_per_step
+        self.last_step, self.last_time = initial, time.perf_counter()
+
+    def update(self, step: int, loss: float) -> dict[str, float]:
+        now = time.perf_counter()
+        dt, dn = now - self.last_time, step - self.last_step
+        rate = dn / dt if dt > 0 else 0.0
+        self.bar.update(dn)
+        self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate * self.tokens_per_step:,.0f}")
+        self.last_step, self.last_time = step, now
+        return {"perf/steps_per_sec": rate, "perf/tokens_per_sec": rate * self.tokens_per_step}
+
+    def write(self, msg: str) -> None:
+        self.bar.write(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
