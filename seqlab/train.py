@@ -111,7 +111,9 @@ def init_train_state(config: ConfigDict, task: Task) -> tuple[Any, dict, Any]:
         "skipped": jnp.zeros((), jnp.int32),
         "first_bad": jnp.full((), -1, jnp.int32),
     }
-    return graphdef, state, tx
+    # Every leaf its own buffer: the state is donated to the step, and a carry may hold one
+    # array twice (an LSTM's zero c and h).
+    return graphdef, jax.tree.map(jnp.array, state), tx
 
 
 def checkpoint_meta(config: ConfigDict, task: Task) -> dict[str, Any]:
@@ -243,6 +245,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                     row = means(acc, "train/")
                     acc = None
                     row["train/skipped_steps"] = int(state["skipped"])
+                    row["perf/wall_s"] = time.perf_counter() - t0
                     row.update(progress.update(done, row["train/loss"]))
                     bad = int(state["first_bad"])
                     if bad >= 0 and t.on_nonfinite == "stop":
