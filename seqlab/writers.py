@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -107,7 +108,7 @@ class WandbWriter(Writer):
             with open(id_path) as f:
                 run_id = f.read().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = secrets.token_hex(6)  # any [a-z0-9] id; kept so a resume continues it
             with open(id_path, "w") as f:
                 f.write(run_id)
         w = config.wandb
