@@ -255,7 +255,13 @@ def cmd_sample(argv: Sequence[str]) -> int:
             "a character language model (task.name=charlm)"
         )
     vocab = Vocab.from_dict(meta["vocab"])
-    prime = fv.prime if fv.prime is not None else ("\n" if "\n" in vocab else vocab.decode([0]))
+    prime = fv.prime
+    if prime is None:  # the config's sample prime, else a newline, else the first symbol
+        prime = config.task.get("sample_prime", "") or "\n"
+        try:
+            vocab.encode(prime)
+        except ValueError:
+            prime = vocab.decode([0])
     if not prime:
         raise UsageError("--prime must not be empty")
     ids = vocab.encode(prime)
