@@ -28,6 +28,7 @@ commands:
   eval    --workdir DIR [--best]
   sample  --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K] [--greedy]
           [--seed S] [--best] [--num_samples N]
+  probe   --config configs/probe.py[:ARG] --workdir DIR   (gradient norm vs distance)
 
 `seqlab COMMAND --help` lists a command's flags."""
 
@@ -288,10 +289,28 @@ def cmd_sample(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_probe(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string(
+            "workdir", None, "output directory (re-running resumes)", flag_values=fv
+        )
+
+    fv = _parse("probe", argv, define, with_config=True)
+    from seqlab.config import validate
+    from seqlab.probe_runs import run_probe, table
+
+    validate(fv.config)
+    os.makedirs(fv.workdir, exist_ok=True)
+    print(table(run_probe(fv.config, fv.workdir)))
+    print(f"figures: {fv.workdir}/grad_vs_distance.png, {fv.workdir}/grad_heatmap.png")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "train": cmd_train,
     "eval": cmd_eval,
     "sample": cmd_sample,
+    "probe": cmd_probe,
 }
 
 

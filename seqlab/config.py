@@ -74,6 +74,8 @@ def base_config() -> ConfigDict:
 
     c.probe = ConfigDict()
     c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)
+    c.probe.cells = "rnn,lstm,gru"  # `seqlab probe`: cells to compare
+    c.probe.lengths = "10,50,100,200,500,1000"  # `seqlab probe`: sequence lengths T
 
     c.wandb = ConfigDict()
     c.wandb.mode = (

@@ -27,6 +27,7 @@ from seqlab.config import validate
 from seqlab.evaluate import Evaluator, add_metrics, means
 from seqlab.models.build import build_model
 from seqlab.optim import make_optimizer
+from seqlab.probe import Prober
 from seqlab.tasks import Task, make_task
 from seqlab.writers import Progress, make_writer
 
@@ -220,6 +221,19 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     )
     if latest is not None:
         progress.write(f"resumed from {workdir} at step {start}")
+    prober = Prober(graphdef, task) if config.probe.every > 0 and pi == 0 else None
+    probe_path = os.path.join(workdir, "probe.json")
+    if prober is not None and os.path.exists(probe_path) and latest is not None:
+        with open(probe_path) as f:
+            prober.results = json.load(f)
+
+    def probe(step: int) -> None:
+        if prober is not None and (step == 0 or step % config.probe.every == 0):
+            writer.write_scalars(step, prober(step, state["params"]))
+            _write_json(probe_path, prober.results)
+
+    if start == 0:
+        probe(0)  # the curve at initialization
 
     def save(step: int, metrics: dict[str, float] | None = None) -> None:
         ckpt.save(
@@ -239,8 +253,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                 state, metrics = train_step(state, batch, key)
                 acc = add_metrics(acc, metrics)
                 done = step + 1
-                if initial_loss is None:
-                    initial_loss = means(metrics, "")["loss"]
                 if done % t.log_every == 0 or done == num_steps:
                     row = means(acc, "train/")
                     acc = None
@@ -255,13 +267,20 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                             f"{last_good()}. Lower optim.learning_rate, or set "
                             "train.on_nonfinite=skip to skip such steps"
                         )
-                    if t.explode_factor > 0 and row["train/loss"] > t.explode_factor * initial_loss:
+                    if (
+                        t.explode_factor > 0
+                        and initial_loss is not None
+                        and row["train/loss"] > t.explode_factor * initial_loss
+                    ):
                         raise TrainingError(
                             f"loss exploded at step {done}: {row['train/loss']:.4g} > "
-                            f"{t.explode_factor} x initial {initial_loss:.4g}; last good "
-                            f"checkpoint: {last_good()}. Lower optim.learning_rate"
+                            f"{t.explode_factor} x the first logged loss {initial_loss:.4g}; "
+                            f"last good checkpoint: {last_good()}. Lower optim.learning_rate"
                         )
+                    if initial_loss is None:  # the reference: the first logged window's mean
+                        initial_loss = row["train/loss"]
                     writer.write_scalars(done, row)
+                probe(done)
                 evaluated = done % t.eval_every == 0 or done == num_steps
                 if evaluated:
                     eval_metrics = evaluator(state["params"])

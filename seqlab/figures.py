@@ -1,0 +1,62 @@
+"""Figures (matplotlib, headless): gradient norm against distance, and over training."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
+    """One panel per T: log g_t against distance T - t, one line per cell, at the first
+    (init, dashed) and last (solid) probed step."""
+    cells = list(results)
+    lengths = sorted({int(T) for c in cells for T in results[c]})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(3.2 * len(lengths), 3.2), squeeze=False)
+    colors = dict(zip(cells, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for ax, T in zip(axes[0], lengths, strict=True):
+        for cell in cells:
+            steps = results[cell].get(str(T), {}).get(layer, {})
+            if not steps:
+                continue
+            order = sorted(steps, key=lambda s: int(s.split("_")[1]))
+            for key, style in ((order[0], "--"), (order[-1], "-")):
+                g = np.asarray(steps[key]["grad_norms"])
+                ax.semilogy(
+                    np.arange(len(g))[::-1],
+                    np.maximum(g, 1e-30),
+                    style,
+                    color=colors[cell],
+                    label=f"{cell} {key.replace('_', ' ')}",
+                )
+        ax.set_title(f"T = {T}")
+        ax.set_xlabel("distance T - t")
+    axes[0][0].set_ylabel("||dL/dh_t||")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def grad_heatmap(results: dict, path: str, layer: str = "layer_0") -> None:
+    """For the longest T, log10 g over (training step, distance), one panel per cell."""
+    cells = list(results)
+    T = str(max(int(T) for c in cells for T in results[c]))
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.6 * len(cells), 3.2), squeeze=False)
+    for ax, cell in zip(axes[0], cells, strict=True):
+        steps = results[cell].get(T, {}).get(layer, {})
+        order = sorted(steps, key=lambda s: int(s.split("_")[1]))
+        if not order:
+            continue
+        grid = np.log10(np.maximum([steps[k]["grad_norms"][::-1] for k in order], 1e-30))
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower")
+        ax.set_yticks(range(len(order)), [k.split("_")[1] for k in order], fontsize=6)
+        ax.set_title(f"{cell}, T = {T}")
+        ax.set_xlabel("distance T - t")
+        ax.set_ylabel("training step")
+        fig.colorbar(im, ax=ax, label="log10 ||dL/dh_t||")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
