@@ -29,6 +29,9 @@ commands:
   sample  --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K] [--greedy]
           [--seed S] [--best] [--num_samples N]
   probe   --config configs/probe.py[:ARG] --workdir DIR   (gradient norm vs distance)
+  sweep   --config FILE.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG] [--wandb]
+          [--config.KEY=VALUE ...]  (applied to every point)
+  report  DIR                      (table, CSV and figures of the runs under DIR)
 
 `seqlab COMMAND --help` lists a command's flags."""
 
@@ -137,15 +140,30 @@ def _unknown_override(argv: Sequence[str]) -> str:
     return "an override names a key the config does not have"
 
 
+def _expand_sweep_point(argv: Sequence[str]) -> list[str]:
+    """``--config.sweep_point=<json dict>`` (from a W&B sweep) -> its --config.KEY=VALUE."""
+    out = []
+    for a in argv:
+        if a.startswith("--config.sweep_point="):
+            try:
+                point = json.loads(a.split("=", 1)[1])
+            except json.JSONDecodeError as e:
+                raise UsageError(f"--config.sweep_point is not JSON: {e}") from None
+            out += [f"--config.{k}={v}" for k, v in point.items()]
+        else:
+            out.append(a)
+    return out
+
+
 # -- commands --------------------------------------------------------------------------------
 def cmd_train(argv: Sequence[str]) -> int:
     def define(fv):
         flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
 
-    fv = _parse("train", argv, define, with_config=True)
+    fv = _parse("train", _expand_sweep_point(argv), define, with_config=True)
     from seqlab.train import train_and_evaluate
 
-    metrics = train_and_evaluate(fv.config, fv.workdir)
+    metrics = train_and_evaluate(fv.config, os.path.expandvars(fv.workdir))
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
     return 0
 
@@ -306,7 +324,88 @@ def cmd_probe(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_sweep(argv: Sequence[str]) -> int:
+    """Runs a config's get_sweep(); flags other than these pass on to every point."""
+    own = {"--config", "--workdir", "--parallel", "--sweep", "--wandb"}
+    argv = list(argv)
+    mine, passthrough, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        name = a.split("=", 1)[0]
+        takes_value = "=" not in a and name in own - {"--wandb"}
+        target = mine if name in own else passthrough
+        target.extend(argv[i : i + (2 if takes_value else 1)])
+        i += 2 if takes_value else 1
+
+    def define(fv):
+        flags.DEFINE_string(
+            "config", None, "config file with get_sweep(), FILE.py[:ARG]", flag_values=fv
+        )
+        flags.DEFINE_string("workdir", None, "sweep directory (re-running resumes)", flag_values=fv)
+        flags.DEFINE_integer("parallel", 1, "points run at once", lower_bound=1, flag_values=fv)
+        flags.DEFINE_string("sweep", None, "argument for get_sweep(arg)", flag_values=fv)
+        flags.DEFINE_bool(
+            "wandb",
+            False,
+            "write DIR/wandb_sweep.yaml for `wandb sweep` instead of running locally",
+            flag_values=fv,
+        )
+
+    fv = _parse("sweep", mine, define)
+    if fv.config is None:
+        raise UsageError("--config is required, e.g. --config configs/long_range.py")
+    from seqlab import sweep
+
+    if fv.wandb:
+        points = sweep.load_sweep(fv.config, fv.sweep)
+        os.makedirs(fv.workdir, exist_ok=True)
+        path = os.path.join(fv.workdir, "wandb_sweep.yaml")
+        with open(path, "w") as f:
+            f.write(sweep.wandb_sweep_yaml(fv.config, fv.workdir, points))
+        print(
+            f"wrote {path} ({len(points)} points). Start it with:\n"
+            f"  wandb sweep {path}\n  wandb agent <the sweep id it prints>"
+        )
+        return 0
+    statuses = sweep.run_sweep(
+        fv.config, fv.workdir, sweep_arg=fv.sweep, parallel=fv.parallel, extra=passthrough
+    )
+    failed = [n for n, s in statuses.items() if s.get("state") != "done"]
+    from seqlab.report import report
+
+    print(report(fv.workdir))
+    if failed:
+        print(
+            f"seqlab sweep: {len(failed)} point(s) failed: {', '.join(failed)}; "
+            "re-run the same command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_report(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--workdir", argv[0], *argv[1:]]
+
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "directory of runs (a sweep)", flag_values=fv)
+        flags.DEFINE_string(
+            "metric", None, "metric for the figures (default: the task's)", flag_values=fv
+        )
+
+    fv = _parse("report", argv, define)
+    from seqlab.report import report
+
+    print(report(fv.workdir, fv.metric))
+    print(f"wrote {fv.workdir}/report.md, report.csv and figures")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "sweep": cmd_sweep,
+    "report": cmd_report,
     "train": cmd_train,
     "eval": cmd_eval,
     "sample": cmd_sample,

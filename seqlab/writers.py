@@ -95,6 +95,11 @@ def wandb_mode(requested: str) -> str:
     return "offline"
 
 
+def auto_tags(config: ConfigDict) -> list[str]:
+    """Tags every run gets, so sweeps filter by cell, task and length in the W&B UI."""
+    return [f"cell:{config.model.cell}", f"task:{config.task.name}", f"T:{config.data.seq_len}"]
+
+
 class WandbWriter(Writer):
     """W&B run in the workdir; the run id is kept in the workdir so a resume continues it.
     If W&B cannot be reached the run falls back to offline mode and training goes on."""
@@ -117,7 +122,7 @@ class WandbWriter(Writer):
             entity=w.entity or None,
             group=w.group or None,
             name=w.name or os.path.basename(os.path.abspath(workdir)),
-            tags=[t for t in str(w.tags).split(",") if t] or None,
+            tags=[t for t in str(w.tags).split(",") if t] + auto_tags(config),
             config=config.to_dict(),
             dir=workdir,
             id=run_id,
