@@ -32,6 +32,7 @@ commands:
   sweep   --config FILE.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG] [--wandb]
           [--config.KEY=VALUE ...]  (applied to every point)
   report  DIR                      (table, CSV and figures of the runs under DIR)
+  bench   [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L] [--json FILE]
 
 `seqlab COMMAND --help` lists a command's flags."""
 
@@ -161,8 +162,10 @@ def cmd_train(argv: Sequence[str]) -> int:
         flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
 
     fv = _parse("train", _expand_sweep_point(argv), define, with_config=True)
+    from seqlab.distributed import maybe_initialize
     from seqlab.train import train_and_evaluate
 
+    maybe_initialize()
     metrics = train_and_evaluate(fv.config, os.path.expandvars(fv.workdir))
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
     return 0
@@ -403,7 +406,14 @@ def cmd_report(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_bench(argv: Sequence[str]) -> int:
+    from seqlab.bench import cmd_bench as bench
+
+    return bench(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "bench": cmd_bench,
     "sweep": cmd_sweep,
     "report": cmd_report,
     "train": cmd_train,

@@ -25,8 +25,9 @@ def means(acc: dict, prefix: str) -> dict[str, float]:
 class Evaluator:
     """Holds the jitted eval step for one (graphdef, task) pair."""
 
-    def __init__(self, graphdef: Any, task: Task):
+    def __init__(self, graphdef: Any, task: Task, put: Any = jax.device_put):
         self.task = task
+        self.put = put  # assembles each process's eval rows into a global (sharded) batch
 
         def step(params, batch, carry):
             model = nnx.merge(graphdef, params)
@@ -37,7 +38,7 @@ class Evaluator:
     def __call__(self, params: Any, batches: Any = None, prefix: str = "eval/") -> dict[str, float]:
         acc, carry = None, None
         for batch in self.task.eval_batches() if batches is None else batches:
-            metrics, carry = self._step(params, batch, carry)
+            metrics, carry = self._step(params, self.put(batch), carry)
             acc = add_metrics(acc, metrics)
         if acc is None:
             raise ValueError("the task produced no eval batches")

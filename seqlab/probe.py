@@ -105,9 +105,9 @@ def summarize_curve(g: np.ndarray, horizon_factor: float = 1e-3) -> dict[str, An
 class Prober:
     """Probes one run at chosen steps on a fixed batch; results keyed ``layer_k/step_s``."""
 
-    def __init__(self, graphdef: Any, task: Any):
+    def __init__(self, graphdef: Any, task: Any, put: Any = jax.device_put):
         self.task = task
-        self.batch = jax.device_put(task.train_batch(0))
+        self.batch = put(task.train_batch(0))
         self.length = int(jax.tree.leaves(self.batch)[0].shape[1])
         self._fn = jax.jit(lambda p, b: grad_norms(graphdef, p, task, b, self.length))
         self.results: dict[str, dict[str, Any]] = {}

@@ -24,6 +24,7 @@ from ml_collections import ConfigDict
 
 from seqlab.checkpoint import Checkpointer, check_compatible
 from seqlab.config import validate
+from seqlab.distributed import DataMesh
 from seqlab.evaluate import Evaluator, add_metrics, means
 from seqlab.models.build import build_model
 from seqlab.optim import make_optimizer
@@ -108,7 +109,7 @@ def init_train_state(config: ConfigDict, task: Task) -> tuple[Any, dict, Any]:
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "opt_state": tx.init(params),
-        "carry": task.initial_carry(model, task.batch_size),
+        "carry": task.initial_carry(model, task.global_batch_size),
         "skipped": jnp.zeros((), jnp.int32),
         "first_bad": jnp.full((), -1, jnp.int32),
     }
@@ -134,7 +135,7 @@ def prepare_workdir(workdir: str) -> None:
     """Fails early, before any training, if the workdir cannot be written."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -187,7 +188,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     prepare_workdir(workdir)
     pi, pc = jax.process_index(), jax.process_count()
     task = make_task(config, process_index=pi, process_count=pc)
+    dmesh = DataMesh()
+    dmesh.check_batch(task.global_batch_size)
     graphdef, state, tx = init_train_state(config, task)
+    state = dmesh.put_state(state)
     num_steps = int(config.train.num_steps)
     meta = checkpoint_meta(config, task)
     t = config.train
@@ -213,7 +217,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     writer = make_writer(
         config, workdir, resume_step=start if latest is not None else None, process_index=pi
     )
-    evaluator = Evaluator(graphdef, task)
+    evaluator = Evaluator(graphdef, task, put=dmesh.put_local_batch)
     train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
     key = jax.random.key(config.seed)
     progress = Progress(
@@ -221,7 +225,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     )
     if latest is not None:
         progress.write(f"resumed from {workdir} at step {start}")
-    prober = Prober(graphdef, task) if config.probe.every > 0 and pi == 0 else None
+    prober = Prober(graphdef, task, dmesh.put_local_batch) if config.probe.every > 0 else None
     probe_path = os.path.join(workdir, "probe.json")
     if prober is not None and os.path.exists(probe_path) and latest is not None:
         with open(probe_path) as f:
@@ -229,8 +233,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 
     def probe(step: int) -> None:
         if prober is not None and (step == 0 or step % config.probe.every == 0):
-            writer.write_scalars(step, prober(step, state["params"]))
-            _write_json(probe_path, prober.results)
+            writer.write_scalars(step, prober(step, state["params"]))  # no-op off process 0
+            if pi == 0:
+                _write_json(probe_path, prober.results)
 
     if start == 0:
         probe(0)  # the curve at initialization
@@ -249,7 +254,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     try:
         with _SignalFlag() as sig:
             for step in range(start, num_steps):
-                batch = jax.device_put(task.train_batch(step))
+                batch = dmesh.put_local_batch(task.train_batch(step))
                 state, metrics = train_step(state, batch, key)
                 acc = add_metrics(acc, metrics)
                 done = step + 1

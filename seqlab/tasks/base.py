@@ -6,7 +6,8 @@ Data contract (determinism and exact resume):
 - ``train_batch(step)`` is a pure function of (config.seed, step, process_index): the same
   arguments give the same NumPy arrays, so a resumed run needs no saved iterator.
 - Each process gets its own ``batch_size // process_count`` rows of the global batch.
-- ``eval_batches()`` returns the same fixed list every call.
+- ``eval_batches()`` returns the same fixed list every call; like training batches, each
+  process holds its own rows of every (global) eval batch.
 
 Loss/metric contract (runs inside ``jax.jit``; ``model`` is a live NNX module):
 - ``loss(model, batch, carry=..., train=..., rng=...) -> (scalar, (metrics, new_carry))``.
