@@ -15,6 +15,7 @@ class RNNCell(Cell):
     def __init__(
         self, in_features: int, hidden_size: int, *, activation: str = "tanh", **kwargs: Any
     ):
+        get_activation(activation)  # an unknown name fails here, not inside a traced scan
         self.activation = activation
         super().__init__(in_features, hidden_size, **kwargs)
 
