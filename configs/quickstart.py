@@ -1,0 +1,74 @@
+r"""The README's first command: a small character LSTM that learns to write Python.
+
+It reads the running Python's own standard library (``corpus=python_stdlib``: no download,
+nothing to set up), so it works offline on any machine, and trains in about three minutes
+on a 2-core CPU, printing samples at two temperatures at each eval.
+
+Run::
+
+    seqlab train --config=configs/quickstart.py --workdir=/tmp/quickstart
+
+Expected (measured with a plain optax loop over this task and model, not yet through
+``seqlab train``): 2000 steps take 87 ms of CPU time each (~3 minutes on an idle 2-core
+CPU; 5.7 steps/s, 6 minutes, on a shared 2-core AMD EPYC at load ~8) and reach eval loss
+1.70 nats/char (2.45 bits/char; train ~1.3). Samples at t=0.8 look like Python: nested
+indentation, ``self._...`` attributes, ``if``/``else:``/``except`` blocks, comments, with
+invented names.
+
+Variants: a cell name (``:gru``), ``runlocal`` (tiny, seconds, for tests).
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+from seqlab.config import base_config, parse_arg
+
+
+def get_config(arg: str | None = None) -> ConfigDict:
+    a = parse_arg(arg, cell="lstm", runlocal=False)
+    c = base_config()
+    c.task.name = "charlm"
+    c.task.sample_every = 0  # at every eval
+    c.task.sample_length = 400
+    c.task.sample_temperatures = "0.8,1.0"  # at <= 0.7 samples often stick in runs of spaces
+    c.task.sample_prime = "def "
+
+    c.data.corpus = "python_stdlib"
+    c.data.unit = "char"
+    c.data.batching = "tbptt"
+    c.data.max_chars = 2_000_000  # the first 2M characters of the stdlib, in path order
+    c.data.batch_size = 32
+    c.data.seq_len = 64
+    c.data.val_fraction = 0.05
+    c.data.test_fraction = 0.0
+    c.data.eval_batches = 16
+
+    c.model.cell = a.cell
+    c.model.hidden_size = 128
+    c.model.num_layers = 2
+    c.model.init = "default"  # orthogonal recurrent blocks leave the unigram plateau sooner
+
+    c.optim.learning_rate = 3e-3
+    c.optim.clip = "global_norm"
+    c.optim.clip_value = 5.0
+
+    c.train.num_steps = 2000
+    c.train.log_every = 50
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 1000
+    if a.runlocal:
+        c.data.max_chars = 40_000
+        c.data.batch_size = 8
+        c.data.seq_len = 32
+        c.data.eval_batches = 2
+        c.model.hidden_size = 32
+        c.model.num_layers = 1
+        c.task.sample_length = 40
+        c.train.num_steps = 20
+        c.train.log_every = 5
+        c.train.eval_every = 10
+        c.train.checkpoint_every = 10
+        c.train.progress = False
+        c.wandb.mode = "disabled"
+    return c

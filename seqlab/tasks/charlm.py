@@ -1,0 +1,240 @@
+"""Character (or byte) language modelling: char-rnn's task, with both batching styles.
+
+``data.batching``:
+
+- ``tbptt`` (char-rnn): the train split is cut into ``global_batch`` contiguous streams; batch
+  ``step`` is chunk ``step mod num_chunks`` of every stream (targets shifted by one). The
+  carry flows from one chunk to the next (gradients stop at the boundary), and a ``reset``
+  flag on each pass's first chunk restarts it from the initial state.
+- ``random`` (nanoGPT): ``global_batch`` windows at random offsets, each read from the initial
+  state; the carry is passed through unchanged.
+
+Each process takes its own rows of the global batch, so the global batch does not depend on
+the process count. Eval reads the val split as contiguous streams (stateful for ``tbptt``,
+one window at a time for ``random``, matching training).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from ml_collections import ConfigDict
+
+from seqlab.corpora import Vocab, load_corpus, min_corpus_size, split
+from seqlab.tasks.base import Batch, Metrics, ModelSpec, Task, rng_for
+
+Array = jax.Array
+BATCHING = ("tbptt", "random")
+
+
+class CharLMTask(Task):
+    """Next-character prediction; loss in nats/char, ``summarize`` adds bpc and perplexity."""
+
+    name = "charlm"
+
+    def __init__(self, config: ConfigDict, *, process_index: int = 0, process_count: int = 1):
+        super().__init__(config, process_index=process_index, process_count=process_count)
+        d = config.data
+        self.seq_len = int(d.seq_len)
+        self.batching = str(d.get("batching", "tbptt"))
+        if self.batching not in BATCHING:
+            raise ValueError(f"unknown data.batching {self.batching!r}; choose one of {BATCHING}")
+        self.val_fraction = float(d.get("val_fraction", 0.05))
+        self.test_fraction = float(d.get("test_fraction", 0.0))
+        if self.val_fraction <= 0:
+            raise ValueError("charlm needs a val split: set data.val_fraction > 0")
+        self.max_eval_batches = int(d.get("eval_batches", 0))
+        self.corpus = load_corpus(
+            str(d.get("corpus", "tinyshakespeare")),
+            unit=str(d.get("unit", "char")),
+            max_chars=int(d.get("max_chars", 0)),
+        )
+        self.vocab: Vocab = self.corpus.vocab
+        self._check_size()
+        self.splits = split(self.corpus.ids, self.val_fraction, self.test_fraction)
+        t = config.get("task", ConfigDict())
+        self.sample_every = int(t.get("sample_every", 0))
+        self.sample_length = int(t.get("sample_length", 200))
+        temps = str(t.get("sample_temperatures", "0.5,1.0"))
+        self.sample_temperatures = [float(x) for x in temps.split(",") if x.strip()]
+        self.prime_ids = self._prime(str(t.get("sample_prime", "")))
+        self._eval: list[Batch] | None = None
+        self._baselines: dict[str, float] | None = None
+
+    # -- what the model is -----------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(family="lm", vocab_size=self.vocab.size, extras={"unit": self.vocab.unit})
+
+    @staticmethod
+    def vocab_from_dict(d: dict) -> Vocab:
+        """Rebuilds the vocab saved with a checkpoint (``task.vocab.to_dict()``)."""
+        return Vocab.from_dict(d)
+
+    @property
+    def stateful(self) -> bool:
+        return self.batching == "tbptt"
+
+    # -- data ------------------------------------------------------------------------------
+    def num_chunks(self, split_name: str = "train") -> int:
+        """Chunks of ``seq_len`` per stream when ``split_name`` is cut into global-batch rows."""
+        return _stream_len(len(self.splits[split_name]), self.global_batch_size) // self.seq_len
+
+    def train_batch(self, step: int) -> Batch:
+        train = self.splits["train"]
+        if self.batching == "tbptt":
+            chunk = int(step) % self.num_chunks("train")
+            return self._chunk(train, chunk, reset=chunk == 0)
+        rng = rng_for(self.seed, step, 0)  # the global batch; this process keeps its rows
+        starts = rng.integers(0, len(train) - self.seq_len, size=self.global_batch_size)
+        rows = starts[self._rows()]
+        return _window_batch(train, rows, self.seq_len, reset=True)
+
+    def eval_batches(self) -> Sequence[Batch]:
+        """The first ``data.eval_batches`` (0 = all) chunks of the val streams; fixed."""
+        if self._eval is None:
+            self._eval = self._stream_batches("val", self.max_eval_batches)
+        return self._eval
+
+    def test_batches(self, max_batches: int = 0) -> list[Batch]:
+        """The test split read like the val split (all of it unless ``max_batches``)."""
+        return self._stream_batches("test", max_batches) if len(self.splits["test"]) else []
+
+    def _stream_batches(self, split_name: str, max_batches: int) -> list[Batch]:
+        n = self.num_chunks(split_name)
+        n = min(n, max_batches) if max_batches > 0 else n
+        ids = self.splits[split_name]
+        return [self._chunk(ids, c, reset=c == 0 or not self.stateful) for c in range(n)]
+
+    def _rows(self) -> np.ndarray:
+        return np.arange(self.batch_size) + self.process_index * self.batch_size
+
+    def _chunk(self, ids: np.ndarray, chunk: int, *, reset: bool) -> Batch:
+        """Chunk ``chunk`` of this process's contiguous streams over ``ids``."""
+        stride = _stream_len(len(ids), self.global_batch_size)
+        starts = self._rows() * stride + chunk * self.seq_len
+        return _window_batch(ids, starts, self.seq_len, reset=reset)
+
+    def _check_size(self) -> None:
+        rows_t = self.global_batch_size * self.seq_len + 1
+        need = {"train": rows_t if self.batching == "tbptt" else self.seq_len + 1, "val": rows_t}
+        if self.test_fraction > 0:
+            need["test"] = rows_t
+        n_min = min_corpus_size(need, self.val_fraction, self.test_fraction)
+        if len(self.corpus) < n_min:
+            raise ValueError(
+                f"corpus {self.corpus.name!r} has {len(self.corpus)} {self.vocab.unit}s, too "
+                f"small: with data.batch_size={self.global_batch_size}, "
+                f"seq_len={self.seq_len}, val_fraction={self.val_fraction} and "
+                f"test_fraction={self.test_fraction} it needs at least {n_min} (so that the "
+                f"splits hold {', '.join(f'{k} >= {v}' for k, v in need.items())})"
+            )
+
+    def _prime(self, prime: str) -> np.ndarray:
+        if not prime:
+            first = self.vocab.decode(self.splits["train"][:1])
+            prime = "\n" if "\n" in self.vocab.symbols or 10 in self.vocab.symbols else first
+        try:
+            return self.vocab.encode(prime)
+        except ValueError as e:
+            raise ValueError(f"task.sample_prime {prime!r}: {e}") from None
+
+    # -- loss and metrics (inside jit) ----------------------------------------------------
+    def initial_carry(self, model: Any, batch_size: int) -> Any:
+        return model.initial_carry(batch_size)
+
+    def loss(
+        self,
+        model: Any,
+        batch: dict[str, Array],
+        *,
+        carry: Any = None,
+        train: bool = False,
+        rng: Array | None = None,
+    ) -> tuple[Array, tuple[Metrics, Any]]:
+        inputs, targets = batch["inputs"], batch["targets"]
+        init = model.initial_carry(inputs.shape[0])
+        start = init if carry is None else _reset_rows(carry, init, batch["reset"])
+        logits, aux = model(inputs, carry=start, train=train, rng=rng)
+        logits = logits.astype(jnp.float32)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        count = jnp.asarray(nll.size, jnp.float32)
+        correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+        metrics = {"loss": (nll.sum(), count), "accuracy": (correct.sum(), count)}
+        if self.stateful:
+            new = jax.tree.map(
+                lambda c, s: jax.lax.stop_gradient(c).astype(s.dtype), aux["final_carry"], start
+            )
+        else:
+            new = carry
+        return nll.mean(), (metrics, new)
+
+    # -- reporting (host side) -------------------------------------------------------------
+    def summarize(self, means: dict[str, float], prefix: str) -> dict[str, float]:
+        if f"{prefix}loss" not in means:
+            return {}
+        loss = float(means[f"{prefix}loss"])
+        return {
+            f"{prefix}bpc": loss / math.log(2),
+            f"{prefix}perplexity": math.exp(min(loss, 700.0)),
+        }
+
+    def baselines(self) -> dict[str, float]:
+        """Val cross-entropy of a unigram model fit on train (add-one), a no-memory baseline."""
+        if self._baselines is None:
+            counts = np.bincount(self.splits["train"], minlength=self.vocab.size) + 1.0
+            logp = np.log(counts / counts.sum())
+            xent = float(-logp[self.splits["val"]].mean())
+            self._baselines = {"eval/loss": xent, "eval/bpc": xent / math.log(2)}
+        return dict(self._baselines)
+
+    def text_samples(self, model: Any, step: int) -> dict[str, str]:
+        """Prime + ``sample_length`` sampled characters at each configured temperature."""
+        if self.sample_length < 1 or (self.sample_every and step % self.sample_every):
+            return {}
+        from seqlab.sample import generate  # the sampler imports models; keep tasks light
+
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
+        out = {}
+        for i, t in enumerate(self.sample_temperatures):
+            ids = generate(
+                model,
+                self.prime_ids,
+                self.sample_length,
+                key=jax.random.fold_in(key, i),
+                temperature=t,
+            )
+            text = np.concatenate([self.prime_ids, np.asarray(ids[0], np.int32)])
+            out[f"sample/t={t:g}"] = self.vocab.decode(text)
+        return out
+
+
+def _stream_len(n: int, rows: int) -> int:
+    """Targets per stream when ``n`` tokens are cut into ``rows`` contiguous streams."""
+    return (n - 1) // rows
+
+
+def _window_batch(ids: np.ndarray, starts: np.ndarray, seq_len: int, *, reset: bool) -> Batch:
+    idx = np.asarray(starts, np.int64)[:, None] + np.arange(seq_len + 1)
+    window = ids[idx]
+    return {
+        "inputs": window[:, :-1].astype(np.int32),
+        "targets": window[:, 1:].astype(np.int32),
+        "reset": np.full((len(starts),), reset, np.bool_),
+    }
+
+
+def _reset_rows(carry: Any, init: Any, reset: Array) -> Any:
+    """Rows whose ``reset`` flag is set start again from ``init``."""
+
+    def pick(c: Array, i: Array) -> Array:
+        r = jnp.reshape(reset, reset.shape + (1,) * (c.ndim - reset.ndim))
+        return jnp.where(r, i, c).astype(c.dtype)
+
+    return jax.tree.map(pick, carry, init)
