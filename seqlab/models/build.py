@@ -24,7 +24,10 @@ DTYPES = {
 
 def cell_kwargs(m: ConfigDict) -> dict[str, Any]:
     kw: dict[str, Any] = {
-        "init": m.get("init", "default"),
+        # "default" means each cell's own default: the IRNN keeps its identity init.
+        "init": m.get("init", "default")
+        if not (m.cell == "irnn" and m.get("init", "default") == "default")
+        else "irnn",
         "forget_bias": float(m.get("forget_bias", 1.0)),
         "dtype": DTYPES[str(m.get("dtype", "") or "")],
     }
@@ -67,7 +70,7 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         return Seq2Seq(
             spec.vocab_size,
             spec.tgt_vocab_size,
-            embed_dim=int(m.get("embed_dim", 64)),
+            embed_dim=int(m.get("embed_dim") or 64),
             bidirectional_encoder=bool(m.get("bidirectional", False)),
             attention=bool(m.get("attention", False)),
             attention_size=int(m.get("attention_size", 0)),

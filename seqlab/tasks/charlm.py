@@ -191,7 +191,7 @@ class CharLMTask(Task):
             counts = np.bincount(self.splits["train"], minlength=self.vocab.size) + 1.0
             logp = np.log(counts / counts.sum())
             xent = float(-logp[self.splits["val"]].mean())
-            self._baselines = {"eval/loss": xent, "eval/bpc": xent / math.log(2)}
+            self._baselines = {"loss": xent, "bpc": xent / math.log(2)}
         return dict(self._baselines)
 
     def text_samples(self, model: Any, step: int) -> dict[str, str]:
