@@ -192,22 +192,24 @@ def _load_run(workdir: str, best: bool) -> tuple[Any, dict, dict, int]:
     return config, ckpt, meta, step
 
 
-def _restore_params(config, ckpt, step, task=None, spec=None):
+def _restore_params(config, ckpt, step, spec, replica: int = 0):
+    """Restores one replica's parameters without building the task (no corpus needed)."""
+    import jax
+    import orbax.checkpoint as ocp
     from flax import nnx
 
     from seqlab.models.build import build_model
-    from seqlab.train import init_train_state
-
-    if task is not None:
-        graphdef, state, _ = init_train_state(config, task)
-        state = ckpt.restore(step, state)
-        return graphdef, state["params"]
-    import orbax.checkpoint as ocp
 
     model = build_model(config.model, spec, nnx.Rngs(params=config.seed))
     graphdef, params = nnx.split(model)
     raw = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    nnx.replace_by_pure_dict(params, _pure(raw["state"]["params"]))
+    tree = _pure(raw["state"]["params"])
+    k = int(config.get("num_seeds", 1))
+    if not 0 <= replica < k:
+        raise UsageError(f"--replica={replica} is out of range: the run has {k} seed(s)")
+    if k > 1:
+        tree = jax.tree.map(lambda x: x[replica], tree)
+    nnx.replace_by_pure_dict(params, tree)
     return graphdef, params
 
 
@@ -231,13 +233,15 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
     fv = _parse("eval", argv, define)
     from seqlab.evaluate import Evaluator
-    from seqlab.tasks import make_task
+    from seqlab.seeds import Replicas
+    from seqlab.train import init_train_state
 
     config, ckpt, meta, step = _load_run(fv.workdir, fv.best)
-    task = make_task(config)
-    graphdef, params = _restore_params(config, ckpt, step, task=task)
+    replicas = Replicas(config)  # every seed of a num_seeds run
+    graphdef, state, _ = replicas.init(init_train_state)
+    state = ckpt.restore(step, state)
     ckpt.close()
-    metrics = Evaluator(graphdef, task)(params)
+    metrics = Evaluator(graphdef, replicas.task, replicas=replicas)(state["params"])
     result = {"step": step, "checkpoint": "best" if fv.best else "latest", **metrics}
     with open(os.path.join(fv.workdir, "eval.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -260,6 +264,7 @@ def cmd_sample(argv: Sequence[str]) -> int:
         )
         flags.DEFINE_bool("greedy", False, "always pick the likeliest character", flag_values=fv)
         flags.DEFINE_integer("seed", 0, "sampling seed", flag_values=fv)
+        flags.DEFINE_integer("replica", 0, "which seed of a num_seeds > 1 run", flag_values=fv)
         flags.DEFINE_integer("num_samples", 1, "independent samples", lower_bound=1, flag_values=fv)
         flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
 
@@ -287,7 +292,9 @@ def cmd_sample(argv: Sequence[str]) -> int:
     if not prime:
         raise UsageError("--prime must not be empty")
     ids = vocab.encode(prime)
-    graphdef, params = _restore_params(config, ckpt, step, spec=ModelSpec(**meta["spec"]))
+    graphdef, params = _restore_params(
+        config, ckpt, step, ModelSpec(**meta["spec"]), replica=fv.replica
+    )
     ckpt.close()
     from flax import nnx
 

@@ -45,6 +45,8 @@ class DataMesh:
     def __init__(self, devices: list[Any] | None = None):
         self.mesh = Mesh(np.asarray(devices or jax.devices()), ("data",))
         self.batch = NamedSharding(self.mesh, PartitionSpec("data"))
+        # with num_seeds > 1, train batches and carries lead with a (replicated) seed axis
+        self.seeds_batch = NamedSharding(self.mesh, PartitionSpec(None, "data"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
 
     @property
@@ -58,19 +60,22 @@ class DataMesh:
                 "devices it is split across"
             )
 
-    def put_local_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    def put_local_batch(
+        self, batch: dict[str, np.ndarray], seed_axis: bool = False
+    ) -> dict[str, jax.Array]:
         """This process's rows -> one global array per key, sharded over the mesh."""
+        sh = self.seeds_batch if seed_axis else self.batch
         return {
-            k: jax.make_array_from_process_local_data(self.batch, np.asarray(v))
-            for k, v in batch.items()
+            k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()
         }
 
     def put_replicated(self, tree: Any) -> Any:
         """The same value on every process -> replicated on every device."""
         return jax.tree.map(lambda x: jax.device_put(x, self.replicated), tree)
 
-    def put_state(self, state: dict[str, Any]) -> dict[str, Any]:
+    def put_state(self, state: dict[str, Any], seed_axis: bool = False) -> dict[str, Any]:
         """Train state: everything replicated except the carried RNN state (batch-sharded)."""
         out = {k: self.put_replicated(v) for k, v in state.items() if k != "carry"}
-        out["carry"] = jax.tree.map(lambda x: jax.device_put(x, self.batch), state["carry"])
+        sh = self.seeds_batch if seed_axis else self.batch
+        out["carry"] = jax.tree.map(lambda x: jax.device_put(x, sh), state["carry"])
         return out

@@ -25,15 +25,17 @@ def means(acc: dict, prefix: str) -> dict[str, float]:
 class Evaluator:
     """Holds the jitted eval step for one (graphdef, task) pair."""
 
-    def __init__(self, graphdef: Any, task: Task, put: Any = jax.device_put):
+    def __init__(self, graphdef: Any, task: Task, put: Any = jax.device_put, replicas: Any = None):
         self.task = task
+        self.replicas = replicas  # num_seeds > 1: vmapped over stacked params
         self.put = put  # assembles each process's eval rows into a global (sharded) batch
 
         def step(params, batch, carry):
             model = nnx.merge(graphdef, params)
             return task.eval_metrics(model, batch, carry=carry)
 
-        self._step = jax.jit(step)
+        multi = replicas is not None and replicas.k > 1
+        self._step = jax.jit(jax.vmap(step, in_axes=(0, None, 0)) if multi else step)
 
     def __call__(self, params: Any, batches: Any = None, prefix: str = "eval/") -> dict[str, float]:
         acc, carry = None, None
@@ -42,7 +44,7 @@ class Evaluator:
             acc = add_metrics(acc, metrics)
         if acc is None:
             raise ValueError("the task produced no eval batches")
-        out = means(acc, prefix)
+        out = self.replicas.reduce(acc, prefix) if self.replicas else means(acc, prefix)
         out.update(self.task.summarize(out, prefix))
         out.update({f"baseline/{k}": float(v) for k, v in self.task.baselines().items()})
         return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from ml_collections import ConfigDict
@@ -25,11 +26,12 @@ from ml_collections import ConfigDict
 from seqlab.checkpoint import Checkpointer, check_compatible
 from seqlab.config import validate
 from seqlab.distributed import DataMesh
-from seqlab.evaluate import Evaluator, add_metrics, means
+from seqlab.evaluate import Evaluator, add_metrics
 from seqlab.models.build import build_model
 from seqlab.optim import make_optimizer
 from seqlab.probe import Prober
-from seqlab.tasks import Task, make_task
+from seqlab.seeds import Replicas
+from seqlab.tasks import Task
 from seqlab.writers import Progress, make_writer
 
 PREEMPTED_EXIT_CODE = 75  # distinct exit code after a SIGTERM/SIGINT checkpoint
@@ -123,12 +125,22 @@ def checkpoint_meta(config: ConfigDict, task: Task) -> dict[str, Any]:
         "config": config.to_dict(),
         "task": config.task.name,
         "spec": dataclasses.asdict(task.spec),
-        "model_shape": {k: config.model.get(k) for k in SHAPE_KEYS},
+        "model_shape": {
+            **{k: config.model.get(k) for k in SHAPE_KEYS},
+            "num_seeds": int(config.num_seeds),
+        },
     }
     vocab = getattr(task, "vocab", None)
     if vocab is not None:
         meta["vocab"] = vocab.to_dict()
     return meta
+
+
+def first_bad_step(first_bad: Any) -> int:
+    """The earliest step any replica saw a non-finite loss/gradient at, or -1."""
+    bad = np.asarray(jax.device_get(first_bad)).reshape(-1)
+    bad = bad[bad >= 0]
+    return int(bad.min()) if bad.size else -1
 
 
 def prepare_workdir(workdir: str) -> None:
@@ -187,11 +199,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     validate(config)
     prepare_workdir(workdir)
     pi, pc = jax.process_index(), jax.process_count()
-    task = make_task(config, process_index=pi, process_count=pc)
+    replicas = Replicas(config, process_index=pi, process_count=pc)  # num_seeds copies
+    task, seeded = replicas.task, replicas.k > 1
     dmesh = DataMesh()
     dmesh.check_batch(task.global_batch_size)
-    graphdef, state, tx = init_train_state(config, task)
-    state = dmesh.put_state(state)
+    graphdef, state, tx = replicas.init(init_train_state)
+    state = dmesh.put_state(state, seed_axis=seeded)
     num_steps = int(config.train.num_steps)
     meta = checkpoint_meta(config, task)
     t = config.train
@@ -217,11 +230,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     writer = make_writer(
         config, workdir, resume_step=start if latest is not None else None, process_index=pi
     )
-    evaluator = Evaluator(graphdef, task, put=dmesh.put_local_batch)
-    train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
-    key = jax.random.key(config.seed)
+    evaluator = Evaluator(graphdef, task, put=dmesh.put_local_batch, replicas=replicas)
+    train_step = jax.jit(replicas.map(make_train_step(graphdef, task, tx)), donate_argnums=0)
+    key = replicas.key(config.seed)
     progress = Progress(
-        num_steps, start, task.tokens_per_batch(), enabled=bool(t.progress) and pi == 0
+        num_steps, start, task.tokens_per_batch() * replicas.k, enabled=bool(t.progress) and pi == 0
     )
     if latest is not None:
         progress.write(f"resumed from {workdir} at step {start}")
@@ -233,7 +246,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 
     def probe(step: int) -> None:
         if prober is not None and (step == 0 or step % config.probe.every == 0):
-            writer.write_scalars(step, prober(step, state["params"]))  # no-op off process 0
+            scalars = prober(step, replicas.first(state["params"]))  # replica 0
+            writer.write_scalars(step, scalars)  # no-op off process 0
             if pi == 0:
                 _write_json(probe_path, prober.results)
 
@@ -254,17 +268,17 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     try:
         with _SignalFlag() as sig:
             for step in range(start, num_steps):
-                batch = dmesh.put_local_batch(task.train_batch(step))
+                batch = dmesh.put_local_batch(replicas.train_batch(step), seed_axis=seeded)
                 state, metrics = train_step(state, batch, key)
                 acc = add_metrics(acc, metrics)
                 done = step + 1
                 if done % t.log_every == 0 or done == num_steps:
-                    row = means(acc, "train/")
+                    row = replicas.reduce(acc, "train/")
                     acc = None
-                    row["train/skipped_steps"] = int(state["skipped"])
+                    row["train/skipped_steps"] = int(np.sum(jax.device_get(state["skipped"])))
                     row["perf/wall_s"] = time.perf_counter() - t0
                     row.update(progress.update(done, row["train/loss"]))
-                    bad = int(state["first_bad"])
+                    bad = first_bad_step(state["first_bad"])
                     if bad >= 0 and t.on_nonfinite == "stop":
                         raise TrainingError(
                             f"non-finite loss or gradient at step {bad} (the update was skipped"
@@ -290,7 +304,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                 if evaluated:
                     eval_metrics = evaluator(state["params"])
                     writer.write_scalars(done, eval_metrics)
-                    texts = task.text_samples(nnx.merge(graphdef, state["params"]), done)
+                    texts = task.text_samples(
+                        nnx.merge(graphdef, replicas.first(state["params"])), done
+                    )
                     if texts:
                         writer.write_texts(done, texts)
                     progress.write(
