@@ -71,6 +71,7 @@ def base_config() -> ConfigDict:
     c.train.on_nonfinite = "stop"  # stop | skip
     c.train.explode_factor = 3.0  # stop when loss > factor x initial loss (0 = off)
     c.train.progress = True
+    c.train.time_limit_s = 0.0  # > 0: evaluate, save and stop after this many seconds (per run)
 
     c.probe = ConfigDict()
     c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)

@@ -272,7 +272,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                 state, metrics = train_step(state, batch, key)
                 acc = add_metrics(acc, metrics)
                 done = step + 1
-                if done % t.log_every == 0 or done == num_steps:
+                # the last step: the budget, or the time limit (then evaluate, save, stop)
+                last = done == num_steps or (
+                    t.time_limit_s > 0 and time.perf_counter() - t0 > t.time_limit_s
+                )
+                if done % t.log_every == 0 or last:
                     row = replicas.reduce(acc, "train/")
                     acc = None
                     row["train/skipped_steps"] = int(np.sum(jax.device_get(state["skipped"])))
@@ -300,10 +304,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                         initial_loss = row["train/loss"]
                     writer.write_scalars(done, row)
                 probe(done)
-                evaluated = done % t.eval_every == 0 or done == num_steps
+                evaluated = done % t.eval_every == 0 or last
                 if evaluated:
                     eval_metrics = evaluator(state["params"])
-                    writer.write_scalars(done, eval_metrics)
+                    wall = {"perf/wall_s": time.perf_counter() - t0}
+                    writer.write_scalars(done, {**eval_metrics, **wall})
                     texts = task.text_samples(
                         nnx.merge(graphdef, replicas.first(state["params"])), done
                     )
@@ -323,13 +328,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                     best = val  # a new best is always saved, so retention can keep it
                     save(done, eval_metrics)
                     saved = True
-                if not saved and (done % t.checkpoint_every == 0 or done == num_steps):
+                if not saved and (done % t.checkpoint_every == 0 or last):
                     save(done, eval_metrics if evaluated else None)
                     saved = True
                 if sig.signum is not None:
                     if not saved:
                         save(done, None)
                     raise Preempted(done)
+                if last:
+                    break
     finally:
         progress.close()
         ckpt.close()
@@ -337,6 +344,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     if pi == 0:
         _write_json(
             os.path.join(workdir, "results.json"),
-            {"step": num_steps, "wall_time_s": time.perf_counter() - t0, **eval_metrics},
+            {
+                "step": int(state["step"]) if replicas.k == 1 else int(state["step"][0]),
+                "wall_time_s": time.perf_counter() - t0,
+                **eval_metrics,
+            },
         )
     return eval_metrics
