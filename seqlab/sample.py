@@ -22,9 +22,10 @@ def sample_logits(
     logits: Array, key: Array, temperature: Array | float, top_k: int = 0, greedy: bool = False
 ) -> Array:
     """Picks one token per row. ``temperature <= 0`` or ``greedy`` means argmax."""
-    if top_k > 0:
-        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_k > 0:  # exactly k candidates (ties broken by index, as lax.top_k does)
+        _, idx = jax.lax.top_k(logits, top_k)
+        keep = jnp.any(jnp.arange(logits.shape[-1]) == idx[..., None], axis=-2)
+        logits = jnp.where(keep, logits, -jnp.inf)
     best = jnp.argmax(logits, axis=-1)
     if greedy:
         return best
@@ -77,6 +78,10 @@ def generate(
     prime = jnp.asarray(prime, jnp.int32)
     if prime.ndim == 1:
         prime = jnp.broadcast_to(prime, (num_samples, prime.shape[0]))
+    elif num_samples != 1:
+        raise ValueError(
+            "num_samples repeats a 1-D prime; a 2-D prime already has one row per sample"
+        )
     if prime.shape[-1] < 1:
         raise ValueError("generate needs a prime of at least one token")
     if length < 1:

@@ -136,11 +136,20 @@ class Seq2Seq(nnx.Module):
             mask = self._src_mask(src, src_lengths)
             pkeys = self.attention.project_keys(keys)
 
-            def body(c, e):
-                c, out, w = self._attend_step(c, e, keys, pkeys, mask)
-                return c, (out, w)
+            T = tgt_in.shape[1]
+            valid = (
+                jnp.ones(tgt_in.shape, bool) if tgt_lengths is None else length_mask(tgt_lengths, T)
+            )
 
-            carry, (y, w) = jax.lax.scan(body, carry, jnp.swapaxes(emb, 0, 1))
+            def body(c, xs):
+                e, v = xs
+                new_c, out, w = self._attend_step(c, e, keys, pkeys, mask)
+                # padded target steps keep the carry and emit zeros, as in run_cell
+                new_c = jax.tree.map(lambda n, o: jnp.where(v[:, None], n, o), new_c, c)
+                return new_c, (jnp.where(v[:, None], out, 0.0), w)
+
+            xs = (jnp.swapaxes(emb, 0, 1), valid.T)
+            carry, (y, w) = jax.lax.scan(body, carry, xs)
             y = jnp.swapaxes(y, 0, 1)
             aux.update(final_carry=carry, attention=jnp.swapaxes(w, 0, 1))
         if train and self.dropout_rate > 0:

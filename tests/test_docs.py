@@ -1,0 +1,37 @@
+"""Runs every ```python block of docs/library.md, in order, in one namespace."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "library.md"
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def python_blocks(text: str) -> list[str]:
+    return FENCE.findall(text)
+
+
+def test_block_extraction():
+    text = "a\n```python\nx = 1\n```\n```bash\nls\n```\n```python\ny = x\n```\n"
+    assert python_blocks(text) == ["x = 1\n", "y = x\n"]
+
+
+def test_library_guide_runs():
+    blocks = python_blocks(DOC.read_text())
+    assert len(blocks) >= 8, "docs/library.md lost its examples"
+    has_torch = importlib.util.find_spec("torch") is not None
+    namespace: dict = {"__name__": "docs_library"}
+    skipped = 0
+    for i, block in enumerate(blocks):
+        if "import torch" in block and not has_torch:
+            skipped += 1
+            continue
+        code = compile(block, f"{DOC.name}[block {i}]", "exec")
+        exec(code, namespace)  # an exception names the failing block in the traceback
+    if skipped:
+        pytest.skip(f"{skipped} block(s) need PyTorch, which is not installed")
