@@ -65,7 +65,11 @@ class Checkpointer:
         """The step with the best saved metric (scans the saved metadata)."""
         best, best_val = None, None
         for step in self.manager.all_steps():
-            val = self.restore_meta(step).get("metrics", {}).get(self.best_metric)
+            try:
+                meta = self.restore_meta(step)
+            except FileNotFoundError:  # a step orbax was deleting when its process was killed
+                continue
+            val = meta.get("metrics", {}).get(self.best_metric)
             if val is None:
                 continue
             better = best_val is None or (

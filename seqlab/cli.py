@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
+from ml_collections import ConfigDict
 
 USAGE = """usage: seqlab COMMAND [flags]
 
@@ -74,23 +76,51 @@ def _parse(
     if "--help" in argv or "-h" in argv:
         print(f"usage: seqlab {name} [flags]\n" + fv.main_module_help())
         raise SystemExit(0)
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)  # ml_collections warns on stderr when get_config -> None
     try:
         fv(full)
         if with_config and fv["config"].value is None:
+            if any(a == "--config" or a.startswith("--config=") for a in argv):
+                raise UsageError("bad --config: get_config() returned None; return a ConfigDict")
             raise UsageError("--config is required, e.g. --config configs/charlm.py")
         if with_config:
             fv.config.get("seed")  # a config file that failed to load raises only on access
+            if not isinstance(fv.config, ConfigDict):
+                raise UsageError(
+                    f"bad --config: get_config() returned a {type(fv.config).__name__}; "
+                    "return an ml_collections.ConfigDict"
+                )
     except flags.Error as e:
         raise UsageError(_flag_error(str(e), fv, with_config)) from None
-    except (AttributeError, KeyError):  # an override naming a key the config lacks
-        raise UsageError(_unknown_override(argv)) from None
+    except (AttributeError, KeyError, TypeError) as e:  # an override naming a missing key
+        msg = None
+        if with_config and any(a.startswith("--config.") for a in argv):
+            try:
+                msg = _unknown_override(argv)
+            except Exception:  # the config itself does not load: report that below
+                msg = None
+        raise UsageError(msg or f"bad --config: {type(e).__name__}: {_one_line(e)}") from None
     except OSError as e:
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         raise UsageError("cannot load --config: " + lines[-1]) from None
+    except UsageError:
+        raise
+    except Exception as e:  # the config file raised, or is not valid Python
+        if os.environ.get("SEQLAB_DEBUG"):
+            raise
+        raise UsageError(f"bad --config: {type(e).__name__}: {_one_line(e)}") from None
+    finally:
+        absl_log.setLevel(level)
     for f in ("workdir",):
         if f in fv and fv[f].value is None:
             raise UsageError(f"--{f} is required")
     return fv
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _flag_error(msg: str, fv: flags.FlagValues, with_config: bool) -> str:

@@ -104,7 +104,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
             key, value = part.split("=", 1)
         elif part in defaults and isinstance(defaults[part], bool):
             key, value = part, "True"
-        elif "cell" in defaults:
+        elif "cell" in defaults and not _close_flag(part, defaults):
             key, value = "cell", part
         else:
             key, value = part, "True"
@@ -121,8 +121,19 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
         elif default is None:
             out[key] = value
         else:
-            out[key] = type(default)(value)
+            try:
+                out[key] = type(default)(value)
+            except ValueError:
+                raise ValueError(
+                    f"config variant {key}={value!r} is not a {type(default).__name__}"
+                ) from None
     return ConfigDict(out)
+
+
+def _close_flag(word: str, defaults: dict[str, Any]) -> bool:
+    """A bare word that looks like a misspelled boolean variant (``runlocl``), not a cell."""
+    flags_ = [k for k, v in defaults.items() if isinstance(v, bool)]
+    return bool(difflib.get_close_matches(word, flags_, n=1, cutoff=0.8))
 
 
 class ConfigError(ValueError):

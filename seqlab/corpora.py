@@ -274,7 +274,7 @@ def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int,
     """(train, val, test) lengths of the contiguous split of ``n`` tokens."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction} "
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} "
             "must be in [0, 1) and sum to less than 1"
         )
     n_val, n_test = int(n * val_fraction), int(n * test_fraction)

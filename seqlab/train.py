@@ -203,6 +203,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     task, seeded = replicas.task, replicas.k > 1
     dmesh = DataMesh()
     dmesh.check_batch(task.global_batch_size)
+    evals = task.eval_batches()
+    if not evals:
+        raise ValueError("the task produced no eval batches; set task.eval_batches >= 1")
+    dmesh.check_batch(len(next(iter(evals[0].values()))) * pc, "task.eval_batch_size")
     graphdef, state, tx = replicas.init(init_train_state)
     state = dmesh.put_state(state, seed_axis=seeded)
     num_steps = int(config.train.num_steps)
@@ -216,7 +220,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     )
 
     # -- resume --------------------------------------------------------------------------
-    start, initial_loss, best = 0, None, None
+    start, initial_loss, best, saved_metrics = 0, None, None, {}
     latest = ckpt.latest_step()
     if latest is not None:
         saved = ckpt.restore_meta(latest)
@@ -225,6 +229,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         start = int(state["step"])
         initial_loss = saved.get("initial_loss")
         best = saved.get("best")
+        saved_metrics = dict(saved.get("metrics") or {})  # eval metrics at that step, if any
     if pi == 0:
         _write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = make_writer(
@@ -264,7 +269,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         return f"step {s} in {ckpt.directory}" if s is not None else "none saved yet"
 
     # -- loop ----------------------------------------------------------------------------
-    acc, eval_metrics, t0 = None, {}, time.perf_counter()
+    # A run resumed at its last step (finished, or killed before results.json) reports the
+    # final eval metrics saved with that checkpoint instead of none.
+    eval_metrics = saved_metrics if start >= num_steps else {}
+    acc, t0 = None, time.perf_counter()
     try:
         with _SignalFlag() as sig:
             for step in range(start, num_steps):

@@ -42,14 +42,8 @@ class JsonlWriter(Writer):
 
     def __init__(self, path: str, resume_step: int | None = None):
         self.path = path
-        if resume_step is not None and os.path.exists(path):
-            keep = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in keep)
-            os.replace(tmp, path)
-        elif resume_step is None and os.path.exists(path):
-            os.remove(path)
+        for p in (path, os.path.join(os.path.dirname(path), "samples.jsonl")):
+            _truncate_jsonl(p, resume_step)
         self.f = open(path, "a")  # noqa: SIM115 (held for the whole run)
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
@@ -64,6 +58,20 @@ class JsonlWriter(Writer):
 
     def close(self) -> None:
         self.f.close()
+
+
+def _truncate_jsonl(path: str, resume_step: int | None) -> None:
+    """Keeps the rows up to ``resume_step`` (all of them gone for a fresh run)."""
+    if not os.path.exists(path):
+        return
+    if resume_step is None:
+        os.remove(path)
+        return
+    keep = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in keep)
+    os.replace(tmp, path)
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
@@ -136,6 +144,7 @@ class WandbWriter(Writer):
                 file=sys.stderr,
             )
             mode = "offline"
+            wandb.teardown()  # the failed init still holds the run id in the wandb service
             self.run = wandb.init(mode=mode, **kwargs)
         self.mode = mode
 

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from seqlab.corpora import Vocab, load_corpus, min_corpus_size, split
+from seqlab.corpora import Vocab, load_corpus, min_corpus_size, split, split_sizes
 from seqlab.tasks.base import Batch, Metrics, ModelSpec, Task, rng_for
 
 Array = jax.Array
@@ -49,6 +49,7 @@ class CharLMTask(Task):
         self.test_fraction = float(d.get("test_fraction", 0.0))
         if self.val_fraction <= 0:
             raise ValueError("charlm needs a val split: set data.val_fraction > 0")
+        split_sizes(0, self.val_fraction, self.test_fraction)  # ranges, named, before sizes
         self.max_eval_batches = int(d.get("eval_batches", 0))
         self.corpus = load_corpus(
             str(d.get("corpus", "tinyshakespeare")),
@@ -62,7 +63,13 @@ class CharLMTask(Task):
         self.sample_every = int(t.get("sample_every", 0))
         self.sample_length = int(t.get("sample_length", 200))
         temps = str(t.get("sample_temperatures", "0.5,1.0"))
-        self.sample_temperatures = [float(x) for x in temps.split(",") if x.strip()]
+        try:
+            self.sample_temperatures = [float(x) for x in temps.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(
+                f"task.sample_temperatures={temps!r} is not comma-separated numbers "
+                "(e.g. '0.5,1.0')"
+            ) from None
         self.prime_ids = self._prime(str(t.get("sample_prime", "")))
         self._eval: list[Batch] | None = None
         self._baselines: dict[str, float] | None = None
