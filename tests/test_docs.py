@@ -35,3 +35,13 @@ def test_library_guide_runs():
         exec(code, namespace)  # an exception names the failing block in the traceback
     if skipped:
         pytest.skip(f"{skipped} block(s) need PyTorch, which is not installed")
+
+
+def test_readme_library_snippet_runs():
+    readme = DOC.parents[1] / "README.md"
+    blocks = python_blocks(readme.read_text())
+    assert blocks, "README.md lost its library example"
+    namespace: dict = {"__name__": "readme"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md[block {i}]", "exec"), namespace)
+    assert namespace["logits"].shape == (4, 5, 14) and namespace["text"].shape == (1, 200)
