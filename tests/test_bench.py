@@ -1,0 +1,155 @@
+"""What ``seqlab bench`` reports is right (not how fast anything is): the arithmetic of its
+columns, its JSON, that every peer really trains, that peers given the same weights compute
+the same loss, and that the command runs end to end."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqlab import bench
+from seqlab.cli import main
+
+TINY = bench.Shape(batch=4, length=6, hidden=8, layers=1, vocab=11)
+
+
+def test_throughput_is_tokens_over_median_time() -> None:
+    t = bench.Timing(wall=[0.5, 0.1, 0.2, 0.3, 10.0], cpu=[0.2, 0.05, 0.1, 0.1, 0.3])
+    out = bench.throughput(t, batch=32, length=100)
+    assert out["median_s"] == 0.3 and out["median_cpu_s"] == 0.1
+    assert out["tokens_per_s"] == pytest.approx(32 * 100 / 0.3)
+    assert out["us_per_step"] == pytest.approx(0.3 / 100 * 1e6)
+    assert out["cpu_us_per_step"] == pytest.approx(0.1 / 100 * 1e6)
+
+
+def test_round_robin_times_every_call_and_rotates_the_order() -> None:
+    now = [0.0]
+    calls: list[str] = []
+
+    def clock() -> tuple[float, float]:
+        return now[0], now[0] / 2
+
+    def work(name: str, seconds: float):
+        def fn() -> None:
+            calls.append(name)
+            now[0] += seconds
+
+        return fn
+
+    timings = bench.round_robin({"a": work("a", 1.0), "b": work("b", 3.0)}, 4, clock)
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert timings["a"].wall == [1.0] * 4 and timings["b"].wall == [3.0] * 4
+    assert timings["b"].cpu == [1.5] * 4
+    row = bench.throughput(timings["b"], batch=2, length=3)
+    assert row["tokens_per_s"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_seqlab_and_torch_compute_the_same_loss_from_the_same_weights(cell: str) -> None:
+    torch = pytest.importorskip("torch")
+    from seqlab.interop import from_torch
+
+    tokens = bench.make_tokens(TINY, seed=1)
+    tm = bench.torch_model(cell, TINY, seed=2)
+    model = bench.seqlab_model(cell, TINY)
+    sd = {k.split(".", 1)[1]: v for k, v in tm.state_dict().items() if k.startswith("rnn.")}
+    from_torch(model.rnn, sd)
+    model.head.kernel[...] = jnp.asarray(tm.head.weight.detach().numpy().T)
+    model.head.bias[...] = jnp.asarray(tm.head.bias.detach().numpy())
+    with torch.no_grad():
+        want = float(bench.torch_loss(tm, tokens))
+    for impl in ("scan", "fast"):
+        loss_fn, _, params, _ = bench.lm_step_fns(model, lambda m, x: m(x)[0], 1e-3)
+        with bench.recurrence_impl(model, impl):
+            got = float(jax.jit(loss_fn)(params, tokens[:, :-1], tokens[:, 1:]))
+        assert got == pytest.approx(want, rel=1e-5), impl
+    assert want == pytest.approx(np.log(TINY.vocab), rel=0.2)  # a sane untrained loss
+
+
+def test_every_peer_learns() -> None:
+    """A few training steps on one fixed batch lower each peer's loss."""
+    tokens = bench.make_tokens(TINY, seed=3)
+    peers = bench.build_peers(
+        "lstm",
+        TINY,
+        tokens,
+        ["seqlab", "flax", "torch"],
+        ["scan", "fast"],
+        lr=0.05,
+        modes=("train",),
+    )
+    labels = [p.label for p in peers]
+    assert labels[:3] == ["seqlab-scan", "seqlab-fast", "flax"]
+    assert labels[3:] in ([], ["torch"])
+    for p in peers:
+        losses = [p.train() for _ in range(6)]
+        assert losses[-1] < losses[0] - 0.05, (p.label, losses)
+
+
+def test_scan_and_fast_train_identically() -> None:
+    """Same init, same batch: the two recurrence implementations follow the same losses."""
+    tokens = bench.make_tokens(TINY, seed=4)
+    losses = {}
+    for impl in ("scan", "fast"):
+        peer = bench.seqlab_peer("gru", TINY, tokens, impl=impl, lr=0.05, modes=("train",))
+        losses[impl] = [peer.train() for _ in range(4)]
+    np.testing.assert_allclose(losses["fast"], losses["scan"], rtol=1e-4)
+
+
+def test_peers_exist_only_for_their_cells() -> None:
+    assert bench.build_peers("mgu", TINY, bench.make_tokens(TINY), ["flax", "torch"], []) == []
+    with pytest.raises(ValueError, match="stock Flax has no"):
+        bench.flax_model("mgu", TINY)
+
+
+def test_memory_mode_skips_what_does_not_fit() -> None:
+    rows = bench.bench_memory("rnn", TINY, ["fast"], [TINY.length], budget_gib=0.0)
+    assert [r["remat"] for r in rows] == [False, True]
+    for r in rows:
+        assert "skipped" in r and r["xla_need_gib"] > 0
+        assert "error" not in r and "maxrss_mib" not in r  # no subprocess was started
+    table = bench.memory_table(rows)
+    assert table.count("skipped") == 0 and table.count("XLA plans") == 2
+
+
+def test_cli_end_to_end_writes_the_documented_json(tmp_path, capsys) -> None:
+    path = tmp_path / "bench.json"
+    argv = [
+        "bench",
+        "--cells=lstm",
+        "--length=5",
+        "--hidden=8",
+        "--repeats=2",
+        "--warmup=0",
+        "--threads=0",  # leave this test process's threads alone
+        "--peers=seqlab,torch",
+        "--impl=fast",
+        "--passes=train",
+        f"--json={path}",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| lstm | 32,5,8,1 | train | seqlab-fast |" in out
+    report = json.loads(path.read_text())
+    assert set(bench.JSON_KEYS) <= set(report)
+    assert report["hardware"]["cores"] >= 1 and report["hardware"]["cpu_model"]
+    assert len(report["load_avg"]["start"]) == 3
+    assert report["versions"]["jax"] == jax.__version__
+    rows = report["results"]
+    assert {r["peer"] for r in rows} >= {"seqlab"}
+    for r in rows:
+        assert set(bench.RESULT_KEYS) <= set(r)
+        assert len(r["times_s"]) == 2
+        assert r["tokens_per_s"] == pytest.approx(32 * 5 / np.median(r["times_s"]))
+        if r["peer"] == "torch":
+            assert r["ratio_torch"] == pytest.approx(1.0)
+
+
+def test_cli_rejects_unknown_names(capsys) -> None:
+    assert main(["bench", "--cells=lstm,nope", "--threads=0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown cell 'nope'" in err and len(err.strip().splitlines()) == 1
