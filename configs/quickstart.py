@@ -8,12 +8,11 @@ Run::
 
     seqlab train --config=configs/quickstart.py --workdir=/tmp/quickstart
 
-Expected (measured with a plain optax loop over this task and model, not yet through
-``seqlab train``): 2000 steps take 87 ms of CPU time each (~3 minutes on an idle 2-core
-CPU; 5.7 steps/s, 6 minutes, on a shared 2-core AMD EPYC at load ~8) and reach eval loss
-1.70 nats/char (2.45 bits/char; train ~1.3). Samples at t=0.8 look like Python: nested
-indentation, ``self._...`` attributes, ``if``/``else:``/``except`` blocks, comments, with
-invented names.
+Measured through this exact command on this project's 2-core CPU (2026-11-21): 2 min 44 s
+end to end (2000 steps at ~13-18 steps/s), eval loss 1.70 nats/char (2.45 bits/char; the
+unigram baseline is 3.12), and samples that look like Python: ``def``/``class`` lines, nested
+indentation, ``self._...`` attributes, ``if``/``return``/``raise ValueError(...)``, invented
+names.
 
 Variants: a cell name (``:gru``), ``runlocal`` (tiny, seconds, for tests).
 """
