@@ -95,7 +95,8 @@ TIMER_NOTE = (
 )
 MEMORY_NOTE = (
     "peak_rss_mib: rise of the process RSS high-water mark (VmHWM, reset through "
-    "/proc/self/clear_refs) over the RSS before one training step, after warm-up; "
+    "/proc/self/clear_refs) over the RSS before one training step, after warm-up (0 when "
+    "the step reuses memory the allocator kept; use --mode memory for fresh processes); "
     "xla_temp_mib: XLA's planned temporary buffers (compiled.memory_analysis())"
 )
 
@@ -180,14 +181,17 @@ def _reset_peak() -> bool:
         return False
 
 
-def peak_rss_during(fn: Callable[[], Any]) -> float | None:
-    """MiB by which the RSS high-water mark rises over the current RSS while fn runs."""
+def peak_rss_during(fn: Callable[[], Any]) -> tuple[float | None, float | None]:
+    """(MiB by which the RSS high-water mark rises over the RSS while fn runs, that
+    high-water mark in MiB); (None, None) where the peak cannot be reset (not Linux)."""
     if not _reset_peak():
-        return None
-    before = _proc_status("VmRSS")
+        return None, None
+    before = _proc_status("VmRSS")  # read after the reset: it can drop there
     fn()
     peak = _proc_status("VmHWM")
-    return None if before is None or peak is None else max(peak - before, 0) / 1024
+    if before is None or peak is None:
+        return None, None
+    return max(peak - before, 0) / 1024, peak / 1024
 
 
 def xla_memory(compiled: Any) -> dict[str, float]:
@@ -636,7 +640,7 @@ def bench_speed(
         for label, fn in fns.items():
             for _ in range(warmup):
                 losses[label].append(fn())
-        peaks = {label: peak_rss_during(fn) for label, fn in fns.items()}
+        peaks = {label: peak_rss_during(fn)[0] for label, fn in fns.items()}
         timings = round_robin(fns, repeats, clock)
         for label, fn in fns.items():
             losses[label].append(fn())
@@ -749,14 +753,13 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     peer = seqlab_peer(
         spec["cell"], shape, tokens, impl=spec["impl"], remat=bool(spec["remat"]), modes=("train",)
     )  # compiles and runs one step
-    rss1 = _proc_status("VmRSS")
-    peak = peak_rss_during(peer.train)
+    rise, peak = peak_rss_during(peer.train)
     _, wall, cpu = timed(peer.train)
     return {
         "rss_at_start_mib": (rss0 or 0) / 1024,
-        "rss_before_step_mib": (rss1 or 0) / 1024,
-        "peak_rss_step_mib": peak,
-        "peak_rss_step_abs_mib": None if peak is None else (rss1 or 0) / 1024 + peak,
+        "peak_rss_step_mib": rise,
+        "peak_rss_step_abs_mib": peak,
+        # ru_maxrss follows the reset above: the largest of the two measured steps
         "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "step_s": wall,
         "step_cpu_s": cpu,
@@ -906,8 +909,8 @@ def compile_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def memory_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| cell | impl | T | remat | XLA plan GiB | XLA temp GiB | peak RSS in step MiB "
-        "(rise) | max RSS MiB | step s |",
+        "| cell | impl | T | remat | XLA plan GiB | XLA temp GiB | peak RSS in a step MiB "
+        "| RSS rise in the step MiB | step s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -921,9 +924,8 @@ def memory_table(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(head + f"{note} | | |")
         else:
             lines.append(
-                head + f"{_fmt(r.get('peak_rss_step_abs_mib'), '.0f')} "
-                f"({_fmt(r.get('peak_rss_step_mib'), '.0f')}) | "
-                f"{_fmt(r.get('maxrss_mib'), '.0f')} | {_fmt(r.get('step_s'))} |"
+                head + f"{_fmt(r.get('peak_rss_step_abs_mib'), '.0f')} | "
+                f"{_fmt(r.get('peak_rss_step_mib'), '.0f')} | {_fmt(r.get('step_s'))} |"
             )
     return "\n".join(lines)
 
