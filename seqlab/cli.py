@@ -74,7 +74,7 @@ def _parse(
         )
     define(fv)
     if "--help" in argv or "-h" in argv:
-        print(f"usage: seqlab {name} [flags]\n" + fv.main_module_help())
+        print(f"usage: seqlab {name} [flags]\n" + fv.get_help())
         raise SystemExit(0)
     absl_log = logging.getLogger("absl")
     level = absl_log.level

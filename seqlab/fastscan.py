@@ -47,9 +47,10 @@ Array = jax.Array
 Params = dict[str, Array]
 FAST_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 
-# Per-step arrays are (B, F); sequences are time-major (T, B, F) inside, as in ``run_cell``.
-# ``q`` holds the loop-invariant operands (``prep``): recurrent kernel blocks ``w*`` (H, K)
-# and their transposes ``t*`` (K, H) for the backward, made once per call.
+# Per-step arrays are (B, F). The projected inputs are read where they lie, (B, T, F); the
+# sequences the loops produce are time-major, (T, B, F), as in ``run_cell``. ``q`` holds the
+# loop-invariant operands (``prep``): recurrent kernel blocks ``w*`` (H, K) and their
+# transposes ``t*`` (K, H) for the backward, made once per call.
 
 
 def _cat(*xs: Array) -> Array:
@@ -66,7 +67,7 @@ def _sum_outer(a: Array, d: Array) -> Array:
 
 
 class Kind(NamedTuple):
-    """A specialized cell, as pure functions of batch-major arrays.
+    """A specialized cell, as pure functions of per-step (B, F) arrays.
 
     fwd(q, carry, xp) -> (new_carry, h, res): one step, plus the tuple of arrays its
     backward needs (raw values, e.g. the LSTM's gate activations: computing the backward's
