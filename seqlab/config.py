@@ -41,6 +41,9 @@ def base_config() -> ConfigDict:
     c.model.param_dtype = "float32"
     c.model.unroll = 1
     c.model.remat = False
+    # fast: the custom-VJP scan (seqlab.fastscan; reverse-mode only, faster); scan: plain
+    # autodiff of lax.scan, for forward-mode or higher-order derivatives.
+    c.model.backend = "fast"
 
     c.data = ConfigDict()
     c.data.batch_size = 32
@@ -150,6 +153,7 @@ def validate(c: ConfigDict) -> None:
     from seqlab.cells import CELLS, INIT_PRESETS
     from seqlab.models.build import DTYPES
     from seqlab.optim import CLIPS, OPTIMIZERS, SCHEDULES
+    from seqlab.recurrence import BACKENDS
     from seqlab.tasks import TASKS
 
     def one_of(key: str, value: Any, names: Any) -> None:
@@ -169,6 +173,7 @@ def validate(c: ConfigDict) -> None:
     one_of("model.readout", m.readout, ("last", "mean", "max"))
     one_of("model.activation", m.activation, ("tanh", "relu"))
     one_of("model.dtype", m.dtype, [k for k in DTYPES if k != "none"])
+    one_of("model.backend", m.get("backend", "scan"), BACKENDS)
     one_of("model.param_dtype", m.param_dtype, ("float32", "float64", "bfloat16"))
     for key, value in (
         ("model.hidden_size", m.hidden_size),

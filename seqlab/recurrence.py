@@ -11,6 +11,7 @@ layer reads each example's valid prefix backwards (padding stays at the end).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -82,14 +83,40 @@ def run_cell(
     return ys, carry
 
 
-class Recurrent(nnx.Module):
-    """One layer, one direction: hoisted input projection + scan."""
+BACKENDS = ("scan", "fast")
 
-    def __init__(self, cell: Cell, *, reverse: bool = False, unroll: int = 1, remat: bool = False):
+
+def get_runner(backend: str) -> Callable[..., tuple[Array, Carry]]:
+    """``scan``: ``run_cell``, plain autodiff of ``lax.scan`` (every JAX transform works).
+    ``fast``: ``seqlab.fastscan.run_cell_fast``, same values and gradients with a hand-written
+    backward pass (reverse mode only), faster on CPU; see docs/BENCHMARKS.md."""
+    if backend == "scan":
+        return run_cell
+    if backend == "fast":
+        from seqlab.fastscan import run_cell_fast  # fastscan builds on this module
+
+        return run_cell_fast
+    raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+
+
+class Recurrent(nnx.Module):
+    """One layer, one direction: hoisted input projection + scan (``backend``: BACKENDS)."""
+
+    def __init__(
+        self,
+        cell: Cell,
+        *,
+        reverse: bool = False,
+        unroll: int = 1,
+        remat: bool = False,
+        backend: str = "scan",
+    ):
+        get_runner(backend)  # fail at construction, not inside a trace
         self.cell = cell
         self.reverse = reverse
         self.unroll = unroll
         self.remat = remat
+        self.backend = backend
 
     @property
     def output_size(self) -> int:
@@ -108,7 +135,7 @@ class Recurrent(nnx.Module):
     ) -> tuple[Array, Carry]:
         carry = self.initial_carry(x.shape[0]) if initial_carry is None else initial_carry
         xp = self.cell.project(x)
-        return run_cell(
+        return get_runner(self.backend)(
             self.cell,
             xp,
             carry,
@@ -177,6 +204,7 @@ class RNNStack(nnx.Module):
         dropout: float = 0.0,
         unroll: int = 1,
         remat: bool = False,
+        backend: str = "scan",
         cell_kwargs: dict[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
@@ -185,7 +213,7 @@ class RNNStack(nnx.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         kw = dict(cell_kwargs or {})
-        opts = {"unroll": unroll, "remat": remat}
+        opts = {"unroll": unroll, "remat": remat, "backend": backend}
         layers = []
         size = in_features
         for _ in range(num_layers):

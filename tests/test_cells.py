@@ -449,3 +449,30 @@ def test_simple_rnn_matches_flax() -> None:
     c_flax, y_flax = nnx.RNN(theirs, return_carry=True)(jnp.asarray(x), initial_carry=h0)
     np.testing.assert_allclose(np.asarray(y_flax), y_ref, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(np.asarray(c_flax), np.asarray(c_ref), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+def test_integer_ids_project_as_one_hot_rows(dtype: Any) -> None:
+    """project(ids) == project(one_hot(ids)), values and w_x/b gradients; ids outside the
+    vocabulary give the zero row a one-hot of them gives."""
+    V = 11
+    cell = make_cell("lstm", V, 5, dtype=dtype, rngs=nnx.Rngs(0))
+    ids = jnp.asarray(np.random.default_rng(0).integers(-2, V + 2, (3, 7)), jnp.int32)
+    onehot = jax.nn.one_hot(ids, V)
+    np.testing.assert_allclose(cell.project(ids), cell.project(onehot), rtol=1e-6, atol=1e-6)
+    oob = (ids < 0) | (ids >= V)
+    assert bool(oob.any())
+    np.testing.assert_array_equal(
+        np.asarray(cell.project(ids))[np.asarray(oob)],
+        np.broadcast_to(np.asarray(cell.b[...]), (int(oob.sum()), cell.b.shape[0])),
+    )
+
+    def grads(x):
+        g = nnx.grad(lambda c: jnp.sum(jnp.sin(c.project(x))))(cell)
+        return g["w_x"][...], g["b"][...]
+
+    tol = 1e-5 if dtype is None else 2e-2  # bf16: the matmul's transpose rounds sums in bf16
+    for a, b in zip(grads(ids), grads(onehot), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol
+        )

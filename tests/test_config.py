@@ -81,6 +81,7 @@ def test_bad_values_are_one_clear_error():
         ("model", "hidden_size", 0, "hidden_size"),
         ("model", "dropout", 1.0, "[0, 1)"),
         ("model", "cell", "lstn", "did you mean 'lstm'"),
+        ("model", "backend", "fats", "did you mean 'fast'"),
         ("data", "seq_len", 0, "seq_len"),
         ("optim", "learning_rate", -1.0, "> 0"),
         ("optim", "name", "adamm", "did you mean 'adam'"),

@@ -119,6 +119,27 @@ def test_lm_step_iterated_equals_call():
     assert_trees_close(carry, aux["final_carry"])
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_backends_agree(cell):
+    """backend="fast" (custom VJP) and "scan" give the same logits and parameter gradients,
+    and the one-hot LM (token ids looked up as rows of w_x) equals an explicit one-hot."""
+    x, y = tokens(3, (3, 9)), tokens(4, (3, 9))
+    scan, fast = lm("onehot", cell, backend="scan"), lm("onehot", cell, backend="fast")
+    assert fast.rnn.layers[0].backend == "fast"
+
+    def loss_fn(model):
+        return xent(model(x)[0], y)
+
+    g_scan = nnx.jit(nnx.grad(loss_fn))(scan)
+    g_fast = nnx.jit(nnx.grad(loss_fn))(fast)
+    assert_trees_close(jcall(scan, x)[0], jcall(fast, x)[0])
+    assert_trees_close(nnx.to_pure_dict(g_scan), nnx.to_pure_dict(g_fast))
+    explicit = scan.rnn(jax.nn.one_hot(x, V))[0]
+    np.testing.assert_allclose(scan.rnn(x)[0], explicit, **TOL)
+    with pytest.raises(ValueError, match="unknown recurrence backend"):
+        lm("onehot", cell, backend="cudnnn")
+
+
 def test_lm_input_kinds():
     x = tokens(2, (2, 5))
     onehot, embed = lm("onehot"), lm("embed")
@@ -443,3 +464,28 @@ def test_seq2seq_adam_step_changes_every_parameter():
     adam_step_changes_every_parameter(
         model, lambda m: xent(m(src, tgt[:, :-1], src_lengths=lens)[0], tgt[:, 1:])
     )
+
+
+def test_num_params_and_hidden_size_for():
+    from seqlab.config import base_config
+    from seqlab.models.build import build_model, hidden_size_for, num_params
+    from seqlab.tasks.base import ModelSpec
+
+    spec = ModelSpec(family="lm", vocab_size=V)
+    m = base_config().model
+    m.cell, m.num_layers, m.hidden_size = "lstm", 2, 9
+    built = build_model(m, spec, nnx.Rngs(0))
+    actual = sum(int(x.size) for x in jax.tree.leaves(nnx.state(built, nnx.Param)))
+    h = 9  # one-hot LSTM: per layer 4H(in + H) + 4H (one folded bias per gate); head H*V + V
+    closed = 4 * h * (V + h) + 4 * h + 4 * h * (h + h) + 4 * h + h * V + V
+    assert num_params(m, spec) == actual == closed
+    for cell in ("rnn", "gru", "lstm"):
+        m.cell = cell
+        best = hidden_size_for(m, spec, 5_000)
+
+        def count(hidden: int) -> int:
+            m.hidden_size = hidden
+            return num_params(m, spec)
+
+        gap = abs(count(best) - 5_000)
+        assert gap <= abs(count(best - 1) - 5_000) and gap <= abs(count(best + 1) - 5_000)

@@ -122,8 +122,20 @@ class Cell(nnx.Module):
 
     # -- shared ----------------------------------------------------------------------------
     def project(self, x: Array) -> Array:
-        """``x @ w_x + b`` over any leading axes: the hoisted input half of every step."""
+        """``x @ w_x + b`` over any leading axes: the hoisted input half of every step.
+
+        Integer ``x`` are token ids standing for one-hot vectors: ``onehot(x) @ w_x`` is then
+        a row lookup of ``w_x`` (ids outside ``[0, in_features)`` give zero rows, as a one-hot
+        of them would). Same values, but no (B, T, V) one-hot tensor and no V-wide matmul.
+        """
         w_x, b = self.w_x[...], self.b[...]
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            valid = (x >= 0) & (x < self.in_features)
+            rows = jnp.take(w_x, jnp.clip(x, 0, self.in_features - 1), axis=0)
+            y = jnp.where(valid[..., None], rows, jnp.zeros((), w_x.dtype))
+            if self.dtype is not None:  # round like the matmul path would
+                y = y.astype(self.dtype)
+            return y.astype(self.param_dtype) + b
         if self.dtype is not None:
             x, w_x = x.astype(self.dtype), w_x.astype(self.dtype)
         y = jnp.matmul(x, w_x, preferred_element_type=self.param_dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from ml_collections import ConfigDict
@@ -45,6 +46,7 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         "dropout": float(m.get("dropout", 0.0)),
         "unroll": int(m.get("unroll", 1)),
         "remat": bool(m.get("remat", False)),
+        "backend": str(m.get("backend", "scan")),
         "cell_kwargs": cell_kwargs(m),
         "param_dtype": DTYPES[str(m.get("param_dtype", "float32"))],
         "rngs": rngs,
@@ -77,3 +79,30 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
             **common,
         )
     raise ValueError(f"unknown model family {spec.family!r}")
+
+
+def num_params(m: ConfigDict, spec: Any) -> int:
+    """Parameter count of the model ``build_model(m, spec, ...)`` makes (shapes only: nothing
+    is allocated or initialized)."""
+    model = nnx.eval_shape(lambda: build_model(m, spec, nnx.Rngs(0)))
+    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def hidden_size_for(m: ConfigDict, spec: Any, target: int) -> int:
+    """The ``hidden_size`` that brings the model's parameter count closest to ``target``, all
+    else in ``m`` fixed: how cell x depth comparisons match capacity (Karpathy et al. 2015)."""
+    if target < 1:
+        raise ValueError(f"target parameter count must be >= 1, got {target}")
+
+    def count(h: int) -> int:
+        c = ConfigDict(m.to_dict())
+        c.hidden_size = h
+        return num_params(c, spec)
+
+    lo, hi = 1, 2
+    while count(hi) < target:  # the count grows with h: bracket, then bisect
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    return min((lo, hi), key=lambda h: abs(count(h) - target))

@@ -39,6 +39,7 @@ class SequenceClassifier(nnx.Module):
         dropout: float = 0.0,
         unroll: int = 1,
         remat: bool = False,
+        backend: str = "scan",
         cell_kwargs: dict[str, Any] | None = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
@@ -64,6 +65,7 @@ class SequenceClassifier(nnx.Module):
             dropout=dropout,
             unroll=unroll,
             remat=remat,
+            backend=backend,
             cell_kwargs=kw,
             rngs=rngs,
         )
@@ -84,7 +86,7 @@ class SequenceClassifier(nnx.Module):
         h_perturb: list[Any] | None = None,
     ) -> tuple[Array, dict[str, Any]]:
         y, aux = self.rnn(
-            self.inputs(x), lengths=lengths, train=train, rng=rng, h_perturb=h_perturb
+            self.inputs(x, ids_ok=True), lengths=lengths, train=train, rng=rng, h_perturb=h_perturb
         )
         if self.readout == "last":
             feats = self.rnn.top_hidden(aux["final_carry"])

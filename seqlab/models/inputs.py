@@ -46,9 +46,14 @@ class InputEncoder(nnx.Module):
                 f"input kind {kind!r} needs a size >= 1 (vocab_size / embed_dim / num_features)"
             )
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, *, ids_ok: bool = False) -> Array:
+        """Encoded inputs (..., output_size). ``ids_ok``: the consumer is a recurrent layer's
+        ``project``, which reads integer ids as one-hot rows, so one-hot inputs pass through
+        as ids (no one-hot tensor is built)."""
         if self.kind == "embed":
             return self.embed(x)
         if self.kind == "onehot":
+            if ids_ok:
+                return x.astype(jnp.int32)
             return jax.nn.one_hot(x, self.vocab_size, dtype=self.param_dtype)
         return x.astype(self.param_dtype)

@@ -34,6 +34,7 @@ class LanguageModel(nnx.Module):
         dropout: float = 0.0,
         unroll: int = 1,
         remat: bool = False,
+        backend: str = "scan",
         cell_kwargs: dict[str, Any] | None = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
@@ -55,6 +56,7 @@ class LanguageModel(nnx.Module):
             dropout=dropout,
             unroll=unroll,
             remat=remat,
+            backend=backend,
             cell_kwargs=kw,
             rngs=rngs,
         )
@@ -75,7 +77,7 @@ class LanguageModel(nnx.Module):
         rng: Array | None = None,
         h_perturb: list[Any] | None = None,
     ) -> tuple[Array, dict[str, Any]]:
-        x = self.inputs(tokens)
+        x = self.inputs(tokens, ids_ok=True)
         y, aux = self.rnn(
             x, lengths=lengths, initial_carry=carry, train=train, rng=rng, h_perturb=h_perturb
         )
@@ -85,5 +87,5 @@ class LanguageModel(nnx.Module):
 
     def step(self, carry: list[Carry], token: Array) -> tuple[list[Carry], Array]:
         """One token (B,) -> (carry, logits (B, V)); the decoding step ``generate`` scans."""
-        carry, h = self.rnn.step(carry, self.inputs(token))
+        carry, h = self.rnn.step(carry, self.inputs(token, ids_ok=True))
         return carry, self.head(h)

@@ -39,12 +39,19 @@ class Seq2Seq(nnx.Module):
         dropout: float = 0.0,
         unroll: int = 1,
         remat: bool = False,
+        backend: str = "scan",
         cell_kwargs: dict[str, Any] | None = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
         kw = {"param_dtype": param_dtype, **(cell_kwargs or {})}
-        opts = {"unroll": unroll, "remat": remat, "cell_kwargs": kw, "rngs": rngs}
+        opts = {
+            "unroll": unroll,
+            "remat": remat,
+            "backend": backend,
+            "cell_kwargs": kw,
+            "rngs": rngs,
+        }
         self.src_embed = InputEncoder(
             "embed",
             vocab_size=src_vocab_size,

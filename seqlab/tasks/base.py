@@ -24,12 +24,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
 Array = jax.Array
 Batch = dict[str, np.ndarray]
 Metrics = dict[str, tuple[Array, Array]]
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+    """Per-position softmax cross-entropy of integer ``labels`` (...,) under ``logits`` (..., V).
+
+    The value of ``optax.softmax_cross_entropy_with_integer_labels``, written as
+    ``logsumexp - take_along_axis`` because optax's form makes XLA constant-fold a scatter
+    element by element at compile time, so compile time grew with B*T (1.6-1.9x from T=100
+    to T=10,000; docs/BENCHMARKS.md). This one compiles in the same time at any T.
+    """
+    picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jax.nn.logsumexp(logits, axis=-1) - picked
 
 
 @dataclass(frozen=True)

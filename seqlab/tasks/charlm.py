@@ -23,11 +23,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from ml_collections import ConfigDict
 
 from seqlab.corpora import Vocab, load_corpus, min_corpus_size, split, split_sizes
-from seqlab.tasks.base import Batch, Metrics, ModelSpec, Task, rng_for
+from seqlab.tasks.base import Batch, Metrics, ModelSpec, Task, cross_entropy, rng_for
 
 Array = jax.Array
 BATCHING = ("tbptt", "random")
@@ -170,7 +169,7 @@ class CharLMTask(Task):
         start = init if carry is None else _reset_rows(carry, init, batch["reset"])
         logits, aux = model(inputs, carry=start, train=train, rng=rng)
         logits = logits.astype(jnp.float32)
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        nll = cross_entropy(logits, targets)
         count = jnp.asarray(nll.size, jnp.float32)
         correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
         metrics = {"loss": (nll.sum(), count), "accuracy": (correct.sum(), count)}

@@ -16,10 +16,9 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 from ml_collections import ConfigDict
 
-from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec
+from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, cross_entropy
 from seqlab.tasks.long_range import SyntheticTask, count, total
 
 
@@ -70,7 +69,7 @@ class CopyMemoryTask(SyntheticTask):
     ) -> tuple[Array, tuple[Metrics, Any]]:
         logits, _ = model(batch["inputs"], train=train, rng=rng)
         logits = logits.astype(jnp.float32)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+        ce = cross_entropy(logits, batch["targets"])
         N = self.copy_len
         correct = jnp.argmax(logits[:, -N:], -1) == batch["targets"][:, -N:]
         metrics = {

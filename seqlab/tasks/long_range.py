@@ -20,10 +20,9 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 from ml_collections import ConfigDict
 
-from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, Task, rng_for
+from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, Task, cross_entropy, rng_for
 
 TRAIN_STREAM = 0
 EVAL_STREAM = 1
@@ -192,7 +191,7 @@ class RecallTask(SyntheticTask):
     ) -> tuple[Array, tuple[Metrics, Any]]:
         logits, _ = model(batch["inputs"], train=train, rng=rng)
         logits = logits.astype(jnp.float32)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+        ce = cross_entropy(logits, batch["labels"])
         correct = jnp.argmax(logits, -1) == batch["labels"]
         n = count(ce.shape[0])
         metrics = {"loss": (total(ce), n), "accuracy": (total(correct), n)}

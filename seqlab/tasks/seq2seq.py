@@ -12,11 +12,10 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from ml_collections import ConfigDict
 
-from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec
+from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, cross_entropy
 from seqlab.tasks.long_range import SyntheticTask, count, total
 
 PAD, BOS, EOS = 0, 1, 2
@@ -100,7 +99,7 @@ class Seq2SeqTask(SyntheticTask):
         logits = logits.astype(jnp.float32)
         tgt = batch["tgt_out"]
         mask = jnp.arange(tgt.shape[1])[None, :] < batch["tgt_lengths"][:, None]
-        ce = jnp.where(mask, optax.softmax_cross_entropy_with_integer_labels(logits, tgt), 0.0)
+        ce = jnp.where(mask, cross_entropy(logits, tgt), 0.0)
         correct = mask & (jnp.argmax(logits, -1) == tgt)
         n_tok = total(mask)
         metrics = {"loss": (total(ce), n_tok), "token_accuracy": (total(correct), n_tok)}
