@@ -260,6 +260,13 @@ def cmd_eval(argv: Sequence[str]) -> int:
         flags.DEFINE_bool(
             "best", False, "evaluate the best checkpoint, not the latest", flag_values=fv
         )
+        flags.DEFINE_enum(
+            "split",
+            "val",
+            ["val", "test"],
+            "val (eval.json) or test (eval_test.json)",
+            flag_values=fv,
+        )
 
     fv = _parse("eval", argv, define)
     from seqlab.evaluate import Evaluator
@@ -268,12 +275,24 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
     config, ckpt, meta, step = _load_run(fv.workdir, fv.best)
     replicas = Replicas(config)  # every seed of a num_seeds run
+    batches, prefix, out = None, "eval/", "eval.json"
+    if fv.split == "test":
+        test = getattr(replicas.task, "test_batches", None)
+        batches = test() if test is not None else []
+        if not batches:
+            ckpt.close()
+            raise ValueError(
+                f"task {config.task.name!r} has no test split (generated tasks draw fresh "
+                "eval data); use --split val"
+            )
+        prefix, out = "test/", "eval_test.json"
     graphdef, state, _ = replicas.init(init_train_state)
     state = ckpt.restore(step, state)
     ckpt.close()
-    metrics = Evaluator(graphdef, replicas.task, replicas=replicas)(state["params"])
+    evaluate = Evaluator(graphdef, replicas.task, replicas=replicas)
+    metrics = evaluate(state["params"], batches, prefix)
     result = {"step": step, "checkpoint": "best" if fv.best else "latest", **metrics}
-    with open(os.path.join(fv.workdir, "eval.json"), "w") as f:
+    with open(os.path.join(fv.workdir, out), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))
     return 0

@@ -54,6 +54,8 @@ def test_eval(trained, capsys):
     assert code == 0 and json.loads(out)["step"] == 4
     code, out, _ = run(capsys, "eval", "--workdir", trained, "--best")
     assert code == 0 and "eval/loss" in json.loads(out)
+    code, _, err = run(capsys, "eval", "--workdir", trained, "--split", "test")
+    assert code == 2 and "no test split" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
