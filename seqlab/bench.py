@@ -18,8 +18,10 @@ processes share the cores) and both as ratios to PyTorch.
 Other modes: ``compile`` (trace+lower+compile time of seqlab's training step at each
 ``--compile_lengths``; the scan is not unrolled, so it must not grow with T), ``memory``
 (peak host memory of one training step vs T, remat off/on, one subprocess per point; sizes
-XLA predicts above ``--memory_budget_gib`` are skipped) and ``generate`` (jit-compiled
-``seqlab.sample.generate`` of ``--gen_length`` characters).
+XLA predicts above ``--memory_budget_gib`` are skipped), ``generate`` (jit-compiled
+``seqlab.sample.generate`` of ``--gen_length`` characters) and ``probe`` (the gradient-norm
+probe, all g_t in one backward pass, against a training step's forward+backward on the same
+batch, on the tasks in ``--probe_tasks`` at each ``--probe_lengths``).
 
 ``--threads N`` (default 1) gives PyTorch and XLA N compute threads each and (``--pin``,
 the default) restricts the process to N cores, so both do their work on the same cores and
@@ -46,7 +48,7 @@ from typing import Any
 import numpy as np
 
 Clock = Callable[[], tuple[float, float]]
-MODES = ("speed", "compile", "memory", "generate")
+MODES = ("speed", "compile", "memory", "generate", "probe")
 TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 FLAX_CELLS = {"lstm": "OptimizedLSTMCell", "gru": "GRUCell", "rnn": "SimpleCell"}
 # Keys of one row of ``results`` in the JSON (documented in docs/BENCHMARKS.md).
@@ -88,6 +90,7 @@ JSON_KEYS = (
     "compile",
     "memory",
     "generate",
+    "probe",
 )
 TIMER_NOTE = (
     "median over round-robin repeats after warm-up; wall = time.perf_counter, "
@@ -321,54 +324,45 @@ def make_tokens(shape: Shape, seed: int = 0) -> np.ndarray:
 
 @contextlib.contextmanager
 def recurrence_impl(model: Any, impl: str) -> Iterator[None]:
-    """While tracing, makes ``model``'s ``Recurrent`` layers use ``impl`` (scan | fast).
-
-    Uses a ``backend`` attribute on the layers when seqlab has one; otherwise swaps
-    ``seqlab.recurrence.run_cell`` for the duration (only tracing reads it)."""
+    """While tracing, makes ``model``'s ``Recurrent`` layers use backend ``impl``."""
     from flax import nnx
 
     import seqlab.recurrence as rec
-    from seqlab.fastscan import run_cell_fast
 
-    if impl not in ("scan", "fast"):
-        raise ValueError(f"unknown --impl {impl!r}; choose scan or fast")
+    rec.get_runner(impl)  # unknown names fail here, in one line
     layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, rec.Recurrent)]
-    if layers and all(hasattr(m, "backend") for m in layers):
-        for m in layers:
-            m.backend = impl
-        yield
-        return
-    saved = rec.run_cell
-    if impl == "fast":
-        rec.run_cell = run_cell_fast
+    saved = [m.backend for m in layers]
+    for m in layers:
+        m.backend = impl
     try:
         yield
     finally:
-        rec.run_cell = saved
+        for m, b in zip(layers, saved, strict=True):
+            m.backend = b
 
 
-def cross_entropy(logits: Any, labels: Any, kind: str = "optax") -> Any:
+def cross_entropy(logits: Any, labels: Any, kind: str = "take") -> Any:
     """Mean softmax cross-entropy of integer labels, two ways with the same value:
 
-    - ``optax``: ``optax.softmax_cross_entropy_with_integer_labels`` (what seqlab's tasks
-      use). Its ``take(0)`` of a size-1 axis transposes to a scatter of constants, which
-      XLA constant-folds at compile time in O(B*T): +3.5 s of compile at B*T = 320k.
-    - ``take``: ``logsumexp - take_along_axis(...)[..., 0]``; compile time independent of T.
+    - ``take``: ``seqlab.tasks.base.cross_entropy`` (what seqlab's tasks use),
+      ``logsumexp - take_along_axis(...)[..., 0]``; compile time independent of T.
+    - ``optax``: ``optax.softmax_cross_entropy_with_integer_labels``. Its ``take(0)`` of a
+      size-1 axis transposes to a scatter of constants, which XLA constant-folds at compile
+      time in O(B*T): +3.5 s of compile at B*T = 320k.
     """
-    import jax
-    import jax.numpy as jnp
     import optax
+
+    from seqlab.tasks.base import cross_entropy as take
 
     if kind == "optax":
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     if kind == "take":
-        picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-        return (jax.nn.logsumexp(logits, axis=-1) - picked).mean()
+        return take(logits, labels).mean()
     raise ValueError(f"unknown loss {kind!r}; choose optax or take")
 
 
 def lm_step_fns(
-    model: Any, apply: Callable[[Any, Any], Any], lr: float, loss: str = "optax"
+    model: Any, apply: Callable[[Any, Any], Any], lr: float, loss: str = "take"
 ) -> tuple[Any, ...]:
     """(loss_fn(p, x, y), train_step(p, o, x, y) -> (p, o, loss), params, opt_state) for a
     char-LM: mean softmax cross-entropy of per-step logits, Adam."""
@@ -670,7 +664,7 @@ def bench_speed(
 
 
 def _lower_train_step(
-    cell: str, shape: Shape, impl: str, loss: str = "optax", **model_kw: Any
+    cell: str, shape: Shape, impl: str, loss: str = "take", **model_kw: Any
 ) -> tuple[Any, float]:
     """Traces and lowers seqlab's training step for abstract (B, T) tokens: (lowered, s)."""
     import jax
@@ -693,7 +687,7 @@ def bench_compile(
     *,
     repeats: int = 3,
     unroll: int = 1,
-    losses: Sequence[str] = ("optax",),
+    losses: Sequence[str] = ("take",),
 ) -> list[dict[str, Any]]:
     """Trace+lower and XLA compile seconds of seqlab's training step at each T, interleaved
     (median of ``repeats``; every repeat builds a fresh model, so nothing is cached)."""
@@ -868,6 +862,83 @@ def bench_generate(
     }
 
 
+def bench_probe(
+    cell: str,
+    shape: Shape,
+    impls: Sequence[str],
+    tasks: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    repeats: int = 5,
+    warmup: int = 2,
+) -> list[dict[str, Any]]:
+    """One probe (``seqlab.probe.grad_norms``: g_t for every t) against the loss gradient
+    w.r.t. the parameters (a training step's forward + backward, no optimizer) on the same
+    batch of a seqlab task, timed round-robin; the issue's target is probe <= 2x."""
+    import jax
+    from flax import nnx
+
+    from seqlab.config import base_config
+    from seqlab.models.build import build_model
+    from seqlab.probe import grad_norms
+    from seqlab.tasks import make_task
+
+    rows = []
+    for task_name in tasks:
+        for length in lengths:
+            fns, losses = {}, {}
+            for impl in impls:
+                c = base_config()
+                c.task.name = task_name
+                c.data.batch_size, c.data.seq_len = shape.batch, length
+                c.model.cell, c.model.hidden_size = cell, shape.hidden
+                c.model.num_layers, c.model.backend = shape.layers, impl
+                task = make_task(c)
+                model = build_model(c.model, task.spec, nnx.Rngs(0))
+                graphdef, params = nnx.split(model)
+                batch = jax.device_put(task.train_batch(0))
+                steps = int(jax.tree.leaves(batch)[0].shape[1])  # copy memory: T + 2 * copy_len
+
+                def loss(p, b, graphdef=graphdef, task=task):
+                    out, _ = task.loss(nnx.merge(graphdef, p), b, carry=None, train=False)
+                    return out
+
+                grad = jax.jit(jax.value_and_grad(loss))
+                probe = jax.jit(lambda p, b, g=graphdef, t=task, n=steps: grad_norms(g, p, t, b, n))
+                fns[f"grad/{impl}"] = lambda f=grad, p=params, b=batch: jax.block_until_ready(
+                    f(p, b)
+                )
+                fns[f"probe/{impl}"] = lambda f=probe, p=params, b=batch: jax.block_until_ready(
+                    f(p, b)
+                )
+                losses[impl] = float(grad(params, batch)[0])
+            for _ in range(warmup):
+                for f in fns.values():
+                    f()
+            t = round_robin(fns, repeats)
+            for impl in impls:
+                g, pr = t[f"grad/{impl}"], t[f"probe/{impl}"]
+                rows.append(
+                    {
+                        "cell": cell,
+                        "impl": impl,
+                        "task": task_name,
+                        "batch": shape.batch,
+                        "length": length,
+                        "steps": steps,
+                        "hidden": shape.hidden,
+                        "layers": shape.layers,
+                        "grad_s": g.median_wall,
+                        "probe_s": pr.median_wall,
+                        "ratio": pr.median_wall / g.median_wall,
+                        "ratio_cpu": pr.median_cpu / g.median_cpu,
+                        "loss": losses[impl],
+                        "target": 2.0,
+                    }
+                )
+    return rows
+
+
 # -- output --------------------------------------------------------------------------------
 
 
@@ -930,6 +1001,20 @@ def memory_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def probe_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| cell | impl | task | T | fwd+bwd ms | probe ms | probe / fwd+bwd | CPU ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']} | {r['impl']} | {r['task']} | {r['length']} | "
+            f"{r['grad_s'] * 1e3:.1f} | {r['probe_s'] * 1e3:.1f} | {r['ratio']:.2f} | "
+            f"{r['ratio_cpu']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 # -- command -------------------------------------------------------------------------------
 
 
@@ -953,7 +1038,9 @@ def _define(fv: Any) -> None:
     flags.DEFINE_integer("vocab", 65, "vocabulary (one-hot input and logits)", **d)
     flags.DEFINE_string("peers", "seqlab,flax,torch", "peers: seqlab, flax, torch", **d)
     flags.DEFINE_string("impl", "scan,fast", "seqlab recurrence: scan (run_cell), fast", **d)
-    flags.DEFINE_string("mode", "speed", "speed, compile, memory, generate (comma list)", **d)
+    flags.DEFINE_string(
+        "mode", "speed", "speed, compile, memory, generate, probe (comma list)", **d
+    )
     flags.DEFINE_string("passes", "train,forward", "speed mode: train and/or forward", **d)
     flags.DEFINE_integer("repeats", 10, "timed repeats per peer (round-robin)", **d)
     flags.DEFINE_integer("warmup", 2, "untimed calls per peer after the first", **d)
@@ -974,6 +1061,8 @@ def _define(fv: Any) -> None:
     flags.DEFINE_integer("gen_length", 2000, "generate mode: characters", **d)
     flags.DEFINE_integer("gen_hidden", 512, "generate mode: hidden size", **d)
     flags.DEFINE_integer("gen_layers", 2, "generate mode: layers", **d)
+    flags.DEFINE_string("probe_tasks", "adding,copy_memory", "probe mode: seqlab tasks", **d)
+    flags.DEFINE_string("probe_lengths", "100,1000", "probe mode: lengths T", **d)
 
 
 def _validate(fv: Any) -> None:
@@ -997,6 +1086,11 @@ def _validate(fv: Any) -> None:
     for loss in _names(fv.compile_losses):
         if loss not in ("optax", "take"):
             raise ValueError(f"unknown --compile_losses {loss!r}; choose optax, take")
+    from seqlab.tasks import TASKS
+
+    for t in _names(fv.probe_tasks):
+        if t not in TASKS:
+            raise ValueError(f"unknown task {t!r} in --probe_tasks; choose from {sorted(TASKS)}")
     for name in ("batch", "length", "hidden", "layers", "vocab", "repeats"):
         if fv[name].value < 1:
             raise ValueError(f"--{name} must be >= 1")
@@ -1037,6 +1131,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
         "compile": [],
         "memory": [],
         "generate": None,
+        "probe": [],
     }
     print(f"# seqlab bench  load avg {_load()}  threads {threads}", flush=True)
     if "speed" in modes:
@@ -1097,6 +1192,19 @@ def cmd_bench(argv: Sequence[str]) -> int:
             f"{'met' if g['meets_target'] else 'MISSED'})  load avg {_load()}",
             flush=True,
         )
+    if "probe" in modes:
+        for cell in cells:
+            rows = bench_probe(
+                cell,
+                shape,
+                impls,
+                _names(fv.probe_tasks),
+                _ints(fv.probe_lengths),
+                repeats=fv.repeats,
+                warmup=fv.warmup,
+            )
+            report["probe"] += rows
+            print(f"\n{probe_table(rows)}\nload avg {_load()}", flush=True)
     report["load_avg"]["end"] = os.getloadavg()
     if fv.json:
         with open(fv.json, "w") as f:

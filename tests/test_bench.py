@@ -153,3 +153,21 @@ def test_cli_rejects_unknown_names(capsys) -> None:
     assert main(["bench", "--cells=lstm,nope", "--threads=0"]) == 2
     err = capsys.readouterr().err
     assert "unknown cell 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_probe_mode_times_the_probe_against_a_gradient_on_the_same_batch() -> None:
+    shape = bench.Shape(4, 6, 8, 1, 5)
+    rows = bench.bench_probe(
+        "gru", shape, ["scan", "fast"], ["adding", "copy_memory"], [6], repeats=2, warmup=0
+    )
+    assert [(r["task"], r["impl"]) for r in rows] == [
+        ("adding", "scan"),
+        ("adding", "fast"),
+        ("copy_memory", "scan"),
+        ("copy_memory", "fast"),
+    ]
+    for r in rows:
+        assert r["ratio"] == pytest.approx(r["probe_s"] / r["grad_s"]) and r["probe_s"] > 0
+    for a, b in (rows[:2], rows[2:]):  # same model, same batch, either backend
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert "| gru | fast | copy_memory | 6 |" in bench.probe_table(rows)
