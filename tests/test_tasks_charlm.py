@@ -39,7 +39,7 @@ def corpus_file(tmp_path) -> Path:
 
 
 def make(corpus_file: Path, process_index: int = 0, process_count: int = 1, **data):
-    c = load_config("charlm").get_config("runlocal")
+    c = load_config("charlm").get_config("runlocal,batching=tbptt")
     c.data.corpus = f"file:{corpus_file}"
     c.data.max_chars = 0
     c.data.batch_size, c.data.seq_len = 4, 10
@@ -231,7 +231,8 @@ def test_configs_and_sweep_build():
     charlm = load_config("charlm")
     c = charlm.get_config()
     assert (c.model.cell, c.model.num_layers, c.model.hidden_size) == ("lstm", 2, 256)
-    assert (c.data.batch_size, c.data.seq_len, c.model.init) == (64, 100, "char_rnn")
+    assert (c.data.batch_size, c.data.seq_len, c.model.init) == (64, 100, "default")
+    assert (c.data.batching, c.optim.schedule) == ("random", "warmup_cosine")
     assert charlm.get_config("gru").model.cell == "gru"
     assert charlm.get_config("rnn,runlocal").model.hidden_size == 32
     assert charlm.get_config("corpus=file:/x/y.txt").data.corpus == "file:/x/y.txt"
@@ -253,6 +254,27 @@ def test_configs_and_sweep_build():
     q = quick.get_config()
     assert q.data.corpus == "python_stdlib" and q.task.name == "charlm"
     assert quick.get_config("gru,runlocal").model.cell == "gru"
+
+
+def test_sweep_matches_parameter_counts(corpus_file):
+    """``params=N``: every cell x depth gets the hidden size whose count is nearest N."""
+    from seqlab.corpora import load_corpus
+    from seqlab.models.build import num_params
+    from seqlab.tasks.base import ModelSpec
+
+    charlm = load_config("charlm")
+    points = list(charlm.get_sweep(f"params=20000,corpus=file:{corpus_file}"))
+    assert len(points) == 9
+    c = charlm.get_config(f"corpus=file:{corpus_file}")
+    spec = ModelSpec(family="lm", vocab_size=load_corpus(f"file:{corpus_file}").vocab.size)
+    sizes = {}
+    for p in points:
+        c.model.cell, c.model.num_layers = p["model.cell"], p["model.num_layers"]
+        c.model.hidden_size = p["model.hidden_size"]
+        sizes[(c.model.cell, c.model.num_layers)] = c.model.hidden_size
+        assert abs(num_params(c.model, spec) - 20_000) / 20_000 < 0.03
+    # more gates or more layers: fewer units for the same budget
+    assert sizes[("rnn", 1)] > sizes[("gru", 1)] > sizes[("lstm", 1)] > sizes[("lstm", 3)]
 
 
 def test_quickstart_runlocal_task_builds_offline():

@@ -67,7 +67,14 @@ def ngram_baselines(orders=(3, 5, 7)) -> dict[int, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
-    ap.add_argument("--minutes", type=float, default=10.0, help="quick mode's time budget")
+    ap.add_argument("--minutes", type=float, default=10.0, help="quick mode's time limit")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=1800,
+        help="quick mode's schedule length (the cosine decays to its end): about what the "
+        "time limit allows at ~3.3 steps/s on a 2-core CPU",
+    )
     args = ap.parse_args()
     workdir = os.path.join(ROOT, "runs", "charlm_shakespeare" + ("_full" if args.full else ""))
     if args.full:
@@ -81,9 +88,10 @@ def main() -> None:
     else:
         overrides = [
             f"--config.train.time_limit_s={args.minutes * 60}",
-            "--config.train.num_steps=100000",
-            "--config.train.eval_every=100",
-            "--config.train.checkpoint_every=1000",
+            f"--config.train.num_steps={args.steps}",
+            "--config.train.eval_every=150",
+            "--config.task.sample_every=900",
+            "--config.train.checkpoint_every=900",
         ]
     seqlab(
         "train",
