@@ -20,7 +20,7 @@ names, line breaks and verse. See experiments/charlm_shakespeare/results.md.
 
 Variants (comma-separated after ``:``): a cell name (``:gru``, ``:rnn``), ``runlocal`` (tiny,
 seconds, for tests and laptops), ``corpus=python_stdlib`` or ``corpus=file:/path/to.txt``,
-``batching=random`` (nanoGPT-style random windows instead of truncated BPTT)::
+``batching=tbptt`` (char-rnn's stateful truncated BPTT instead of random windows)::
 
     seqlab train --config=configs/charlm.py:gru,runlocal --workdir=/tmp/charlm_test
 """

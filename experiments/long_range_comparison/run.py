@@ -7,8 +7,8 @@ Reproduces: Hochreiter & Schmidhuber 1997 (gated memory solves long time lags th
 cannot); Arjovsky, Shah, Bengio 2016 (copy memory: the LSTM barely beats the no-memory
 baseline as T grows).
 
-    python experiments/long_range_comparison/run.py          # quick: T in 25,50,100
-    python experiments/long_range_comparison/run.py --full   # T in 25..400, longer training
+    python experiments/long_range_comparison/run.py          # quick: 400 steps per point
+    python experiments/long_range_comparison/run.py --full   # 3,000 steps per point
 
 Each task is a `seqlab sweep` over cells x lengths (re-running resumes); results.md and one
 figure per task are written next to this file.
@@ -35,9 +35,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=0, help="training steps per point (0: mode's)")
     args = ap.parse_args()
-    lengths = "25+50+100+200+400" if args.full else "25+50+100"
-    steps = 3000 if args.full else 300
+    lengths = "25+50+100+200+400"
+    steps = args.steps or (3000 if args.full else 400)
     root = os.path.join(ROOT, "runs", "long_range_comparison" + ("_full" if args.full else ""))
     t0 = time.time()
     from seqlab.report import collect
