@@ -128,6 +128,9 @@ def figure(task, rows, metric, base_key, path) -> None:
     if bases:
         ax.axhline(bases[0], color="gray", ls="--", label="chance / no memory")
     ax.set_xscale("log")
+    ticks = sorted({r["seq_len"] for r in rows})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("sequence length T")
     ax.set_ylabel(metric)
     ax.set_title(task)
