@@ -41,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,23 +322,20 @@ def make_tokens(shape: Shape, seed: int = 0) -> np.ndarray:
     return rng.integers(0, shape.vocab, (shape.batch, shape.length + 1)).astype(np.int32)
 
 
-@contextlib.contextmanager
-def recurrence_impl(model: Any, impl: str) -> Iterator[None]:
-    """While tracing, makes ``model``'s ``Recurrent`` layers use backend ``impl``."""
+def set_backend(model: Any, impl: str) -> Any:
+    """Sets the ``backend`` of every ``Recurrent`` layer of ``model`` to ``impl``; returns it.
+
+    Call it before ``nnx.split``: the backend is a static attribute, so a graphdef taken
+    earlier keeps the old one."""
     from flax import nnx
 
     import seqlab.recurrence as rec
 
     rec.get_runner(impl)  # unknown names fail here, in one line
-    layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, rec.Recurrent)]
-    saved = [m.backend for m in layers]
-    for m in layers:
-        m.backend = impl
-    try:
-        yield
-    finally:
-        for m, b in zip(layers, saved, strict=True):
-            m.backend = b
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, rec.Recurrent):
+            m.backend = impl
+    return model
 
 
 def cross_entropy(logits: Any, labels: Any, kind: str = "take") -> Any:
@@ -391,7 +388,6 @@ def _jax_peer(
     apply: Callable[[Any, Any], Any],
     tokens: np.ndarray,
     lr: float,
-    context: Callable[[], Any] = contextlib.nullcontext,
     modes: Sequence[str] = ("train", "forward"),
 ) -> Peer:
     import jax
@@ -406,12 +402,11 @@ def _jax_peer(
         "train": (train_step, (params, opt_state, x, y), (0, 1)),
         "forward": (loss_fn, (params, x, y), ()),
     }
-    with context():
-        for mode in modes:
-            fn, args, donate = specs[mode]
-            jitted = jax.jit(fn, donate_argnums=donate)
-            c, wall, _ = timed(lambda j=jitted, a=args: j.lower(*a).compile())
-            compiled[mode], compile_s[mode] = c, wall
+    for mode in modes:
+        fn, args, donate = specs[mode]
+        jitted = jax.jit(fn, donate_argnums=donate)
+        c, wall, _ = timed(lambda j=jitted, a=args: j.lower(*a).compile())
+        compiled[mode], compile_s[mode] = c, wall
 
     def train() -> float:
         p, o, loss = compiled["train"](state[0], state[1], x, y)
@@ -457,17 +452,8 @@ def seqlab_peer(
     modes: Sequence[str] = ("train", "forward"),
 ) -> Peer:
     """seqlab's LanguageModel with the given recurrence implementation."""
-    model = model or seqlab_model(cell, shape, seed, unroll=unroll, remat=remat)
-    return _jax_peer(
-        "seqlab",
-        impl,
-        model,
-        lambda m, x: m(x)[0],
-        tokens,
-        lr,
-        lambda: recurrence_impl(model, impl),
-        modes,
-    )
+    model = set_backend(model or seqlab_model(cell, shape, seed, unroll=unroll, remat=remat), impl)
+    return _jax_peer("seqlab", impl, model, lambda m, x: m(x)[0], tokens, lr, modes)
 
 
 def flax_model(cell: str, shape: Shape, seed: int = 0) -> Any:
@@ -670,12 +656,11 @@ def _lower_train_step(
     import jax
     import jax.numpy as jnp
 
-    model = seqlab_model(cell, shape, **model_kw)
+    model = seqlab_model(cell, shape, backend=impl, **model_kw)
     _, train_step, params, opt_state = lm_step_fns(model, lambda m, x: m(x)[0], 1e-3, loss)
     tok = jax.ShapeDtypeStruct((shape.batch, shape.length), jnp.int32)
-    with recurrence_impl(model, impl):
-        jitted = jax.jit(train_step, donate_argnums=(0, 1))
-        lowered, wall, _ = timed(lambda: jitted.lower(params, opt_state, tok, tok))
+    jitted = jax.jit(train_step, donate_argnums=(0, 1))
+    lowered, wall, _ = timed(lambda: jitted.lower(params, opt_state, tok, tok))
     return lowered, wall
 
 

@@ -63,9 +63,11 @@ def test_seqlab_and_torch_compute_the_same_loss_from_the_same_weights(cell: str)
     with torch.no_grad():
         want = float(bench.torch_loss(tm, tokens))
     for impl in ("scan", "fast"):
+        bench.set_backend(model, impl)
         loss_fn, _, params, _ = bench.lm_step_fns(model, lambda m, x: m(x)[0], 1e-3)
-        with bench.recurrence_impl(model, impl):
-            got = float(jax.jit(loss_fn)(params, tokens[:, :-1], tokens[:, 1:]))
+        jaxpr = str(jax.make_jaxpr(loss_fn)(params, tokens[:, :-1], tokens[:, 1:]))
+        assert ("custom_vjp" in jaxpr) == (impl == "fast"), impl  # the backend is in effect
+        got = float(jax.jit(loss_fn)(params, tokens[:, :-1], tokens[:, 1:]))
         assert got == pytest.approx(want, rel=1e-5), impl
     assert want == pytest.approx(np.log(TINY.vocab), rel=0.2)  # a sane untrained loss
 
