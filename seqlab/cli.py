@@ -281,10 +281,12 @@ def cmd_eval(argv: Sequence[str]) -> int:
         batches = test() if test is not None else []
         if not batches:
             ckpt.close()
-            raise ValueError(
-                f"task {config.task.name!r} has no test split (generated tasks draw fresh "
-                "eval data); use --split val"
+            why = (
+                "its data.test_fraction is 0"
+                if test is not None
+                else "generated tasks draw fresh eval data"
             )
+            raise ValueError(f"this run has no test split ({why}); use --split val")
         prefix, out = "test/", "eval_test.json"
     graphdef, state, _ = replicas.init(init_train_state)
     state = ckpt.restore(step, state)

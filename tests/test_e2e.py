@@ -68,8 +68,12 @@ def test_language_model_family(tmp_path, capsys, config):
     first = capsys.readouterr().out
     assert main(["sample", "--workdir", wd, "--length", "30", "--seed", "3"]) == 0
     assert capsys.readouterr().out == first and len(first) >= 30  # same seed, same text
-    assert main(["eval", "--workdir", wd, "--split", "test"]) == 0
-    capsys.readouterr()
+    code = main(["eval", "--workdir", wd, "--split", "test"])
+    err = capsys.readouterr().err
+    if config.startswith("quickstart"):  # test_fraction = 0: one line, exit 2
+        assert code == 2 and "data.test_fraction is 0" in err
+        return
+    assert code == 0
     with open(os.path.join(wd, "eval_test.json")) as f:
         test = json.load(f)
     assert test["test/loss"] > 0 and test["test/loss"] != result["eval/loss"]
