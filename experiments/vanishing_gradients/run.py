@@ -61,7 +61,8 @@ def main() -> None:
         t = json.load(f)
     timing = (
         f"{t['minutes']:.1f} minutes wall (1-minute load average at the end "
-        f"{t['loadavg'][0]:.1f}: other jobs shared the CPU)"
+        f"{t['loadavg'][0]:.1f}"
+        + (": other jobs shared the CPU)" if t["loadavg"][0] > (os.cpu_count() or 1) else ")")
     )
     with open(os.path.join(workdir, "probe.json")) as f:
         results = json.load(f)
