@@ -25,7 +25,9 @@ Why it is faster than differentiating the scan (measured in docs/BENCHMARKS.md):
   being transposed to time-major first.
 
 ``remat=True`` saves only the carries per step and recomputes each step's gate values
-inside the backward loop (one extra recurrent matmul per step), as ``jax.checkpoint`` does.
+inside the backward loop (one extra recurrent matmul per step), as ``jax.checkpoint`` does;
+the backward loop also writes each step's projected-input gradient over that step's
+projected inputs (read there for the last time), so the two share one (B, T, G*H) buffer.
 
 Limitations: reverse mode only (``jax.grad``/``vjp``; not ``jax.jvp``, not second order);
 ``jit`` and ``vmap`` work.
@@ -355,31 +357,43 @@ def _make_scan(kind: Kind, rev: bool, unroll: int, remat: bool) -> Callable[...,
         d_carry, d_hs = cts
         prev = _shift(cs, carry0, rev)  # the carry entering each step
 
-        def body(d, x):
+        def body(c, x):
+            d, buf = c
             dh = _hidden(kind, d) + x["dhs"]
             d = _with_hidden(kind, d, dh)
-            res = kind.fwd(q, x["prev"], at(xp, x["t"]))[2] if remat else x["res"]
+            res = kind.fwd(q, x["prev"], at(buf, x["t"]))[2] if remat else x["res"]
             d_prev, dxp = kind.bwd(q, res, x["prev"], x["cur"], d)
             m = x["m"]
             if m is not None:
                 d_prev = _where(m, d_prev, d)
                 dxp = jnp.where(m[:, None], dxp, jnp.zeros_like(dxp))
                 dh = jnp.where(m[:, None], dh, jnp.zeros_like(dh))
-            out = {"dxp": dxp, "de": None if eps is None else dh}
+            out = {"de": None if eps is None else dh}
             if remat:
+                # xp_t has been read for the last time: its slot now holds dxp_t, so the
+                # projected inputs and their gradient share one (B, T, G*H) buffer.
                 out["wres"] = kind.wres(res)
-            return d_prev, out
+                buf = jax.lax.dynamic_update_index_in_dim(buf, dxp.astype(buf.dtype), x["t"], 1)
+            else:
+                out["dxp"] = dxp
+            return (d_prev, buf), out
 
         xs = {"dhs": d_hs, "m": mask, "prev": prev, "cur": cs, "t": jnp.arange(xp.shape[1])}
         if not remat:
             xs["res"] = res_seq
-        d_carry0, outs = scan(body, d_carry, xs, backward=True)
-        dxp = outs["dxp"]
-        wres = outs["wres"] if remat else kind.wres(res_seq)
-        dp = kind.wgrad(p, _hidden(kind, prev), wres, dxp)
+        buf0 = xp if remat else jnp.zeros((), xp.dtype)
+        (d_carry0, buf), outs = scan(body, (d_carry, buf0), xs, backward=True)
+        h_prev = _hidden(kind, prev)
+        if remat:  # batch-major, like the buffer: transpose the H-wide operands, not dxp
+            dxp_bt = buf
+            wres = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs["wres"])
+            dp = kind.wgrad(p, jnp.swapaxes(h_prev, 0, 1), wres, dxp_bt)
+        else:
+            dp = kind.wgrad(p, h_prev, kind.wres(res_seq), outs["dxp"])
+            dxp_bt = jnp.swapaxes(outs["dxp"], 0, 1)
         dp = {k: dp[k].astype(v.dtype) for k, v in p.items()}
         de = None if eps is None else outs["de"].astype(eps.dtype)
-        return dp, d_carry0, jnp.swapaxes(dxp, 0, 1), None, de
+        return dp, d_carry0, dxp_bt, None, de
 
     f = jax.custom_vjp(primal)
     f.defvjp(fwd, bwd)
