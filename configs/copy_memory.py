@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from ml_collections import ConfigDict
 
 from seqlab.config import base_config, parse_arg
+from seqlab.sweep import cells_by_lengths
 
 CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
 LENGTHS = (100, 200, 300, 500)
@@ -78,13 +79,4 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
     """Cells x delays; ``arg`` narrows it, e.g. ``cells=lstm+gru,lengths=100+200``."""
-    a = parse_arg(arg, cells="+".join(CELLS), lengths="+".join(map(str, LENGTHS)))
-    for cell in a.cells.split("+"):
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {CELLS}")
-        for length in a.lengths.split("+"):
-            yield {
-                "model.cell": cell,
-                "model.init": "irnn" if cell == "irnn" else "default",
-                "data.seq_len": int(length),
-            }
+    return cells_by_lengths(arg, CELLS, LENGTHS)

@@ -29,16 +29,12 @@ from collections.abc import Iterator
 from ml_collections import ConfigDict
 
 from seqlab.config import base_config, parse_arg
+from seqlab.sweep import cells_by_lengths
 
 TASKS = ("adding", "recall")
 CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
 LENGTHS = (50, 100, 200, 400)
 DEFAULT_T = {"adding": 100, "recall": 60}  # when the arg gives no T
-
-
-def cell_overrides(cell: str) -> dict[str, str]:
-    """The model keys a cell needs: the IRNN is a ReLU RNN with the identity init."""
-    return {"model.cell": cell, "model.init": "irnn" if cell == "irnn" else "default"}
 
 
 def get_config(arg: str | None = None) -> ConfigDict:
@@ -90,9 +86,4 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
     """Cells x sequence lengths; ``arg`` narrows it, e.g. ``cells=lstm+gru,lengths=100+200``."""
-    a = parse_arg(arg, cells="+".join(CELLS), lengths="+".join(map(str, LENGTHS)))
-    for cell in a.cells.split("+"):
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {CELLS}")
-        for length in a.lengths.split("+"):
-            yield {**cell_overrides(cell), "data.seq_len": int(length)}
+    return cells_by_lengths(arg, CELLS, LENGTHS)

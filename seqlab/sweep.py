@@ -37,6 +37,23 @@ def zip_(**axes: Sequence[Any]) -> Iterator[dict[str, Any]]:
         yield dict(zip(keys, values, strict=True))
 
 
+def cells_by_lengths(
+    arg: str | None, cells: Sequence[str], lengths: Sequence[int]
+) -> Iterator[dict[str, Any]]:
+    """The long-range configs' ``get_sweep``: cells x sequence lengths, narrowed by ``arg``
+    (``cells=lstm+gru,lengths=100+200``); the IRNN gets its identity init."""
+    from seqlab.config import parse_arg
+
+    a = parse_arg(arg, cells="+".join(cells), lengths="+".join(map(str, lengths)))
+    chosen = a.cells.split("+")
+    for cell in chosen:
+        if cell not in cells:
+            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
+    for p in product(cell=chosen, T=[int(t) for t in a.lengths.split("+")]):
+        init = "irnn" if p["cell"] == "irnn" else "default"
+        yield {"model.cell": p["cell"], "model.init": init, "data.seq_len": p["T"]}
+
+
 def point_name(overrides: dict[str, Any]) -> str:
     """A directory name from overrides: ``cell-gru_seq_len-200`` (leaf names, sanitized)."""
     parts = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in overrides.items()]
