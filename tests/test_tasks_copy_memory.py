@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -16,6 +13,11 @@ from flax import nnx
 from seqlab.config import base_config, validate
 from seqlab.models.build import build_model
 from seqlab.tasks import make_task
+
+try:
+    from tests.task_util import evaluate, jnp_batch, load_config_module
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from task_util import evaluate, jnp_batch, load_config_module
 
 
 def make_config(T: int = 15, batch: int = 16, **task_opts):
@@ -28,25 +30,6 @@ def make_config(T: int = 15, batch: int = 16, **task_opts):
     c.data.batch_size = batch
     c.model.hidden_size = 16
     return c
-
-
-def jnp_batch(batch):
-    return {k: jnp.asarray(v) for k, v in batch.items()}
-
-
-def evaluate(task, model) -> dict[str, float]:
-    if isinstance(model, nnx.Module):
-        jitted = nnx.jit(lambda m, b: task.eval_metrics(m, b)[0])
-        step = lambda b: jitted(model, b)
-    else:  # a plain-Python stand-in model is closed over
-        step = jax.jit(lambda b: task.eval_metrics(model, b)[0])
-    acc: dict[str, list[float]] = {}
-    for b in task.eval_batches():
-        for k, (s, n) in step(jnp_batch(b)).items():
-            acc.setdefault(k, [0.0, 0.0])
-            acc[k][0] += float(s)
-            acc[k][1] += float(n)
-    return {k: s / n for k, (s, n) in acc.items()}
 
 
 class NoMemory:
@@ -137,14 +120,6 @@ def test_lstm_learns_to_copy_beyond_no_memory():
     means = evaluate(task, model)
     assert means["accuracy"] > 0.8  # chance 0.25
     assert means["loss"] < 0.3 * task.baselines()["loss"]
-
-
-def load_config_module(name: str):
-    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"seqlab_test_configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_config_variants_and_sweep():

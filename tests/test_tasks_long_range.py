@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -16,6 +13,11 @@ from flax import nnx
 from seqlab.config import base_config, validate
 from seqlab.models.build import build_model
 from seqlab.tasks import make_task
+
+try:
+    from tests.task_util import evaluate, jnp_batch, load_config_module
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from task_util import evaluate, jnp_batch, load_config_module
 
 
 def make_config(name: str, seq_len: int = 20, batch: int = 16, **task_opts):
@@ -28,26 +30,6 @@ def make_config(name: str, seq_len: int = 20, batch: int = 16, **task_opts):
     c.data.batch_size = batch
     c.model.hidden_size = 16
     return c
-
-
-def jnp_batch(batch):
-    return {k: jnp.asarray(v) for k, v in batch.items()}
-
-
-def evaluate(task, model) -> dict[str, float]:
-    """The train loop's eval: jitted eval_metrics, sums merged by adding, then sum / count."""
-    if isinstance(model, nnx.Module):
-        jitted = nnx.jit(lambda m, b: task.eval_metrics(m, b)[0])
-        step = lambda b: jitted(model, b)
-    else:  # a plain-Python stand-in model is closed over
-        step = jax.jit(lambda b: task.eval_metrics(model, b)[0])
-    acc: dict[str, list[float]] = {}
-    for b in task.eval_batches():
-        for k, (s, n) in step(jnp_batch(b)).items():
-            acc.setdefault(k, [0.0, 0.0])
-            acc[k][0] += float(s)
-            acc[k][1] += float(n)
-    return {k: s / n for k, (s, n) in acc.items()}
 
 
 def train(task, config, steps: int, lr: float) -> nnx.Module:
@@ -163,14 +145,6 @@ def test_recall_lstm_learns_above_chance():
     task = make_task(c)
     acc = evaluate(task, train(task, c, steps=150, lr=1e-2))["accuracy"]
     assert acc > 0.9  # chance is 0.25
-
-
-def load_config_module(name: str):
-    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"seqlab_test_configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def flat_keys(c) -> set[str]:

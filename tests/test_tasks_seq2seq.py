@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -16,6 +12,11 @@ from seqlab.config import base_config, validate
 from seqlab.models.build import build_model
 from seqlab.tasks import make_task
 from seqlab.tasks.seq2seq import BOS, EOS, PAD
+
+try:
+    from tests.task_util import evaluate, jnp_batch, load_config_module
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from task_util import evaluate, jnp_batch, load_config_module
 
 
 def make_config(name: str, batch: int = 16, **task_opts):
@@ -28,25 +29,6 @@ def make_config(name: str, batch: int = 16, **task_opts):
     c.model.hidden_size = 16
     c.model.embed_dim = 8
     return c
-
-
-def jnp_batch(batch):
-    return {k: jnp.asarray(v) for k, v in batch.items()}
-
-
-def evaluate(task, model) -> dict[str, float]:
-    if isinstance(model, nnx.Module):
-        jitted = nnx.jit(lambda m, b: task.eval_metrics(m, b)[0])
-        step = lambda b: jitted(model, b)
-    else:  # a plain-Python stand-in model is closed over
-        step = jax.jit(lambda b: task.eval_metrics(model, b)[0])
-    acc: dict[str, list[float]] = {}
-    for b in task.eval_batches():
-        for k, (s, n) in step(jnp_batch(b)).items():
-            acc.setdefault(k, [0.0, 0.0])
-            acc[k][0] += float(s)
-            acc[k][1] += float(n)
-    return {k: s / n for k, (s, n) in acc.items()}
 
 
 @pytest.mark.parametrize("name", ["addition", "reverse"])
@@ -173,14 +155,6 @@ def test_reverse_lstm_learns_short_sequences():
     assert after["token_accuracy"] > 0.9 and after["exact_match"] > 0.6
     lines = task.text_samples(model, 120)["samples"].splitlines()
     assert len(lines) == 4 and all(" -> " in ln for ln in lines)
-
-
-def load_config_module(name: str):
-    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"seqlab_test_configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_config_variants_and_sweep():
