@@ -17,6 +17,7 @@ test_loss.png next to this file.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -109,21 +110,29 @@ def ngrams(corpus: str, mode: dict) -> dict[int, float]:
     return {n: NGramLM(n).fit(train).loss(test, context=train[-n:]) for n in NGRAM_ORDERS}
 
 
+@functools.cache
+def vocab_size(corpus: str, max_chars: int) -> int:
+    """The corpus's vocabulary, read once per corpus (as get_sweep reads it)."""
+    from seqlab.corpora import load_corpus
+
+    return load_corpus(corpus, max_chars=max_chars).vocab.size
+
+
 def param_count(corpus: str, row: dict, mode: dict) -> int:
     from seqlab.models.build import num_params
-    from seqlab.tasks import make_task
+    from seqlab.tasks.base import ModelSpec
 
     sys.path.insert(0, os.path.dirname(CONFIG))
     from charlm import get_config
 
     c = get_config(f"corpus={corpus}")
-    c.data.max_chars = mode["overrides"].get("data.max_chars", 0)
     c.model.cell, c.model.num_layers, c.model.hidden_size = (
         row["cell"],
         row["layers"],
         row["hidden"],
     )
-    return num_params(c.model, make_task(c).spec)
+    v = vocab_size(corpus, int(mode["overrides"].get("data.max_chars", 0)))
+    return num_params(c.model, ModelSpec(family="lm", vocab_size=v))
 
 
 def table(corpus: str, rows: list[dict], grams: dict[int, float], mode: dict) -> list[str]:
