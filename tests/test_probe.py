@@ -1,6 +1,14 @@
-"""The gradient-norm probe against the closed form of a linear recurrence, and its reports."""
+"""The gradient-norm probe against the closed form of a linear recurrence, and `seqlab probe`:
+configs/probe.py's sweep run by the sweep machinery, then the report's figures and table."""
 
 from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -8,14 +16,28 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from seqlab.config import base_config
 from seqlab.models import SequenceClassifier
-from seqlab.probe import grad_norms, summarize_curve
+from seqlab.run.probe import grad_norms, summarize_curve
+from seqlab.tools.cli import main
+from seqlab.tools.report import collect
+from seqlab.tools.sweep import load_sweep, point_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE_CONFIG = os.path.join(ROOT, "configs", "probe.py")
+
+
+def load_config(path):
+    spec = importlib.util.spec_from_file_location("probe_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class LastStepTask:
     """Loss = sum over examples of the (linear) readout of h_T."""
 
-    def loss(self, model, batch, *, carry=None, train=False, rng=None):
+    def loss(self, model, batch, *, carry=None, rng=None):
         out, _ = model(batch["inputs"])
         total = jnp.sum(out)
         return total / out.shape[0], ({"loss": (total, out.shape[0])}, carry)
@@ -35,9 +57,8 @@ def test_linear_recurrence_closed_form(rho):
     )
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(H, H)))
     model.rnn.layers[0].cell.w_h[...] = jnp.asarray(rho * q, jnp.float32)
-    graphdef, params = nnx.split(model)
     batch = {"inputs": jax.random.normal(jax.random.key(1), (B, T, 2))}
-    g = np.asarray(grad_norms(graphdef, params, LastStepTask(), batch, T))[0]
+    g = np.asarray(grad_norms(model, LastStepTask(), batch, T))[0]
     expected = rho ** (T - 1 - np.arange(T)) * g[-1]
     np.testing.assert_allclose(g, expected, rtol=2e-4)
     s = summarize_curve(g)
@@ -57,9 +78,8 @@ def test_probe_matches_a_split_backward_pass():
     """For an LSTM, g_t equals the norm of dL/dh_t computed by re-running from h_t."""
     H, T, B, t = 6, 12, 2, 4
     model = SequenceClassifier(1, num_features=2, cell="lstm", hidden_size=H, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(model)
     x = jax.random.normal(jax.random.key(2), (B, T, 2))
-    g = np.asarray(grad_norms(graphdef, params, LastStepTask(), {"inputs": x}, T))[0]
+    g = np.asarray(grad_norms(model, LastStepTask(), {"inputs": x}, T))[0]
     layer = model.rnn.layers[0]
     _, (c_t, h_t) = layer(x[:, : t + 1])
 
@@ -71,21 +91,112 @@ def test_probe_matches_a_split_backward_pass():
     assert g[t] == pytest.approx(float(direct), rel=1e-4)
 
 
-def test_probe_command_writes_json_and_figures(tmp_path):
-    import json
-    import os
+# -- `seqlab probe`: configs/probe.py's sweep, then the report -------------------------------
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory):
+    """`seqlab probe` on the runlocal variant (rnn, lstm x T = 5, 20), once per module."""
+    wd = tmp_path_factory.mktemp("probe")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(
+            ["probe", "--config", f"{PROBE_CONFIG}:runlocal", "--workdir", str(wd)]
+            + ["--parallel", "2"]
+        )
+    assert code == 0, out.getvalue()
+    return wd, out.getvalue()
 
-    from seqlab.cli import main
 
-    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "probe.py")
-    assert main(["probe", "--config", f"{config}:runlocal", "--workdir", str(tmp_path)]) == 0
-    with open(tmp_path / "probe.json") as f:
+def test_probe_sweep_is_what_the_config_declares():
+    points = load_sweep(PROBE_CONFIG, "runlocal")
+    assert points == [
+        {"model.cell": c, "data.seq_len": T} for c in ("rnn", "lstm") for T in (5, 20)
+    ]
+    module = load_config(PROBE_CONFIG)
+    full = load_sweep(PROBE_CONFIG, None)
+    assert full == [
+        {"model.cell": c, "data.seq_len": T} for c in module.CELLS for T in module.LENGTHS
+    ]
+    assert load_sweep(PROBE_CONFIG, "full,cells=gru+irnn,lengths=7") == [
+        {"model.cell": "gru", "data.seq_len": 7},
+        {"model.cell": "irnn", "data.seq_len": 7},
+    ]
+    with pytest.raises(ValueError, match="unknown cell"):
+        load_sweep(PROBE_CONFIG, "cells=lstn")
+    for arg in (None, "full", "runlocal", "runlocal,cells=gru,lengths=7"):
+        c = module.get_config(arg)
+        assert c.task.name == "adding" and c.probe.every > 0  # every run writes probe.json
+        assert 0 < c.probe.every <= c.train.num_steps
+    assert "cells" not in base_config().probe and "lengths" not in base_config().probe
+
+
+def test_probe_command_writes_json_and_figures(probe_run):
+    wd, out = probe_run
+    with open(wd / "probe.json") as f:
         results = json.load(f)
     assert set(results) == {"rnn", "lstm"} and set(results["rnn"]) == {"5", "20"}
+    assert set(results["lstm"]) == {"5", "20"}
     steps = results["lstm"]["20"]["layer_0"]
     assert set(steps) == {"step_0", "step_2", "step_4"}
     entry = steps["step_0"]
     assert len(entry["grad_norms"]) == 20 and {"decay_rate", "ratio", "horizon"} <= set(entry)
     for png in ("grad_vs_distance.png", "grad_heatmap.png"):
-        assert (tmp_path / png).stat().st_size > 1000
-    assert "| lstm | 20 | 4 |" in (tmp_path / "probe.md").read_text()
+        assert (wd / png).stat().st_size > 1000
+    table = (wd / "probe.md").read_text()
+    assert "| lstm | 20 | 4 |" in table
+    assert table.startswith(
+        "| cell | T | step | decay rate / step | g_1 / g_T | horizon (g < 1e-3 g_T) |"
+    )
+    rows = [ln.split(" | ")[0:3] for ln in table.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["| rnn"] * 6 + ["| lstm"] * 6  # the config's cell order
+    assert table in out and f"figures: {wd}/grad_vs_distance.png" in out  # printed, as before
+    # one sub-workdir per point the config declares, each a finished, resumable run
+    for point in load_sweep(PROBE_CONFIG, "runlocal"):
+        sub = wd / point_name(point)
+        with open(sub / "status.json") as f:
+            assert json.load(f)["state"] == "done"
+        with open(sub / "probe.json") as f:
+            own = json.load(f)
+        assert own == results[point["model.cell"]][str(point["data.seq_len"])]
+        with open(sub / "config.json") as f:
+            config = json.load(f)
+        assert (config["model"]["cell"], config["data"]["seq_len"]) == (
+            point["model.cell"],
+            point["data.seq_len"],
+        )
+
+
+def test_report_draws_the_probe(probe_run, tmp_path):
+    """`seqlab report` on the probe's runs draws the same figures and table."""
+    wd, _ = probe_run
+    copy = tmp_path / "copy"
+    shutil.copytree(wd, copy)
+    expected = (copy / "probe.md").read_text()
+    for name in ("probe.json", "probe.md", "grad_vs_distance.png", "grad_heatmap.png"):
+        (copy / name).unlink()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", str(copy)]) == 0
+    assert (copy / "probe.md").read_text() == expected and expected in out.getvalue()
+    with open(wd / "probe.json") as f, open(copy / "probe.json") as g:
+        assert json.load(f) == json.load(g)
+    for png in ("grad_vs_distance.png", "grad_heatmap.png"):
+        assert (copy / png).stat().st_size > 1000
+        assert f"![{png}]({png})" in (copy / "report.md").read_text()
+    rows = {r["run"]: r for r in collect(str(copy))}
+    assert (
+        rows["cell-lstm_seq_len-20"]["best/step"] == 4
+        and "best/eval/mse" in rows["cell-lstm_seq_len-20"]
+    )  # the adding task's own best metric
+
+
+def test_probe_rerun_skips_finished_points(probe_run):
+    wd, _ = probe_run
+    with open(wd / "probe.json") as f:
+        before = json.load(f)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["probe", "--config", f"{PROBE_CONFIG}:runlocal", "--workdir", str(wd)])
+    assert code == 0
+    assert "4 points, 4 done, 0 to run" in out.getvalue()
+    with open(wd / "probe.json") as f:
+        assert json.load(f) == before

@@ -6,9 +6,19 @@ import json
 import os
 import textwrap
 
-from seqlab.cli import _expand_sweep_point
-from seqlab.report import collect
-from seqlab.sweep import point_name, product, run_sweep, wandb_sweep_yaml, zip_
+import pytest
+
+from seqlab.tasks import get_task_class
+from seqlab.tools.flags import expand_sweep_point
+from seqlab.tools.report import collect, figure_metric, report
+from seqlab.tools.sweep import (
+    cells_by_lengths,
+    point_name,
+    product,
+    run_sweep,
+    wandb_sweep_yaml,
+    zip_,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,12 +59,25 @@ def test_failures_are_recorded_and_rerun_skips_done(tmp_path):
     assert "1 done, 1 to run" in logs[0]  # only the failed point is retried
     rows = {r["run"]: r for r in collect(out)}
     assert rows["cell-gru"]["state"] == "done" and "eval/mse" in rows["cell-gru"]
+    for name in ("cell-gru", "hidden_size-0"):  # status.json written whole, no temporaries
+        files = os.listdir(os.path.join(out, name))
+        assert "status.json" in files and not any(".tmp" in f for f in files)
+        with open(os.path.join(out, name, "status.json")) as f:
+            assert json.load(f)["overrides"] == (
+                {"model.cell": "gru"} if "gru" in name else {"model.hidden_size": 0}
+            )
 
 
 def test_helpers_and_names():
     assert list(product(a=[1, 2], b=["x"])) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
     assert list(zip_(a=[1, 2], b=[3, 4])) == [{"a": 1, "b": 3}, {"a": 2, "b": 4}]
     assert point_name({"model.cell": "gru", "data.seq_len": 200}) == "cell-gru_seq_len-200"
+    # points set the cell and the length only (the IRNN's identity init is its own default)
+    assert list(cells_by_lengths("cells=irnn+gru,lengths=50", ("rnn", "irnn", "gru"), (9,))) == [
+        {"model.cell": "irnn", "data.seq_len": 50},
+        {"model.cell": "gru", "data.seq_len": 50},
+    ]
+    assert len(list(cells_by_lengths(None, ("rnn", "gru"), (5, 6, 7)))) == 6
 
 
 def test_wandb_yaml_grid_and_zipped():
@@ -67,7 +90,78 @@ def test_wandb_yaml_grid_and_zipped():
     assert "config.sweep_point:" in y
     # what the W&B agent passes back expands into exactly that point's overrides
     value = json.loads(y.split("values: ")[1].split("\n")[0])[1]
-    assert _expand_sweep_point([f"--config.sweep_point={value}"]) == [
+    assert expand_sweep_point([f"--config.sweep_point={value}"]) == [
         "--config.model.cell=irnn",
         "--config.model.init=irnn",
     ]
+
+
+def write_run(root, name, task, rows, cell="lstm", seq_len=10):
+    """A finished run directory written by hand: config.json and metrics.jsonl."""
+    d = root / name
+    d.mkdir(parents=True)
+    config = {"task": {"name": task}, "model": {"cell": cell}, "data": {"seq_len": seq_len}}
+    (d / "config.json").write_text(json.dumps({**config, "seed": 0}))
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def recall_is_max_accuracy(monkeypatch):
+    """A task whose best is the highest eval/accuracy (the direction opposite to loss)."""
+    cls = get_task_class("recall")
+    monkeypatch.setattr(cls, "best_metric", "eval/accuracy")
+    monkeypatch.setattr(cls, "best_mode", "max")
+
+
+def test_report_best_is_the_tasks_metric_and_direction(tmp_path, recall_is_max_accuracy):
+    assert (get_task_class("adding").best_metric, get_task_class("adding").best_mode) == (
+        "eval/mse",
+        "min",
+    )
+    train = [{"step": s, "train/loss": 1.0 / s, "perf/wall_s": 0.1 * s} for s in (10, 20, 30)]
+    # adding: min eval/mse is at step 20; min eval/loss (10) and the last row (30) differ
+    write_run(
+        tmp_path,
+        "adding_run",
+        "adding",
+        train
+        + [
+            {"step": 10, "eval/loss": 0.1, "eval/mse": 0.3},
+            {"step": 20, "eval/loss": 0.9, "eval/mse": 0.1},
+            {"step": 30, "eval/loss": 0.5, "eval/mse": 0.2},
+        ],
+    )
+    # recall (max eval/accuracy): step 20; min eval/loss would say 30, min accuracy 10
+    write_run(
+        tmp_path,
+        "recall_run",
+        "recall",
+        train
+        + [
+            {"step": 10, "eval/loss": 0.4, "eval/accuracy": 0.3},
+            {"step": 20, "eval/loss": 0.8, "eval/accuracy": 0.9},
+            {"step": 30, "eval/loss": 0.2, "eval/accuracy": 0.5},
+            {"step": 40, "eval/loss": "nan", "eval/accuracy": "nan"},  # non-finite: skipped
+        ],
+        cell="gru",
+    )
+    rows = {r["run"]: r for r in collect(str(tmp_path))}
+    a, r = rows["adding_run"], rows["recall_run"]
+    assert (a["best/eval/mse"], a["best/step"]) == (0.1, 20)
+    assert (r["best/eval/accuracy"], r["best/step"]) == (0.9, 20)
+    assert "best/eval/loss" not in a and "best/eval/loss" not in r
+    assert (a["eval/mse"], r["eval/accuracy"]) == (0.2, "nan")  # final = the last eval row
+    md = report(str(tmp_path))  # mixed tasks: a table, figures, no probe section
+    assert "best/eval/mse" in md and "best/eval/accuracy" in md and "Gradient probe" not in md
+    assert (tmp_path / "report.csv").exists() and (tmp_path / "loss_curves.png").exists()
+    assert not (tmp_path / "probe.json").exists()
+
+
+def test_figure_metric_defaults_to_the_tasks_best(tmp_path, recall_is_max_accuracy):
+    rows = [{"step": 10, "eval/loss": 0.4, "eval/accuracy": 0.3, "eval/mse": 0.1}]
+    write_run(tmp_path / "one", "r", "recall", rows)
+    assert figure_metric(collect(str(tmp_path / "one"))) == "eval/accuracy"
+    write_run(tmp_path / "two", "a", "adding", rows)
+    assert figure_metric(collect(str(tmp_path / "two"))) == "eval/mse"
+    write_run(tmp_path / "two", "r", "recall", rows)
+    assert figure_metric(collect(str(tmp_path / "two"))) == "eval/mse"  # mixed: headline

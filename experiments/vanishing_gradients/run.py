@@ -6,9 +6,12 @@ gradient decays exponentially with distance; LSTM and GRU decay far more slowly.
 
     python experiments/vanishing_gradients/run.py           # quick: minutes on a 2-core CPU
     python experiments/vanishing_gradients/run.py --full    # GPU/TPU: wider, longer training
+    python experiments/vanishing_gradients/run.py --dry-run # print the command and the points
 
-Writes runs/vanishing_gradients[_full]/ (probe.json, figures, sub-runs) and copies the table
-and figures next to this file (results.md, *.png).
+Runs ``seqlab probe`` (configs/probe.py's sweep of cells x lengths, one training run per point
+in its own sub-workdir, then ``seqlab report``), which writes runs/vanishing_gradients[_full]/
+(probe.json, figures, probe.md, report.md, sub-runs); copies the table and figures next to
+this file (results.md, *.png). Re-running resumes: finished points are skipped.
 """
 
 from __future__ import annotations
@@ -30,26 +33,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--parallel", type=int, default=1, help="sweep points run at once")
     ap.add_argument(
         "--report-only",
         action="store_true",
         help="rewrite results.md from an existing workdir without re-running",
+    )
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print the command and its sweep points, run nothing"
     )
     args = ap.parse_args()
     variant = "full" if args.full else ""
     workdir = args.workdir or os.path.join(
         ROOT, "runs", "vanishing_gradients" + ("_full" if args.full else "")
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "seqlab",
-        "probe",
-        "--config",
-        os.path.join(ROOT, "configs", "probe.py") + (f":{variant}" if variant else ""),
-        "--workdir",
-        workdir,
-    ]
+    config = os.path.join(ROOT, "configs", "probe.py") + (f":{variant}" if variant else "")
+    cmd = [sys.executable, "-m", "seqlab", "probe", "--config", config, "--workdir", workdir]
+    cmd += ["--parallel", str(args.parallel)]
+    if args.dry_run:
+        from seqlab.tools.sweep import load_sweep, point_name
+
+        print(" ".join(cmd))
+        for point in load_sweep(config, variant or None):  # seqlab probe: get_sweep(:ARG)
+            print(f"  {os.path.join(workdir, point_name(point))}: {point}")
+        return
     t0 = time.time()
     if not args.report_only:
         subprocess.run(cmd, check=True)
@@ -145,7 +152,10 @@ def summary(results: dict) -> str:
         "| horizon at init | after training |",
         "|" + " --- |" * 8,
     ]
-    for cell, by_T in results.items():
+    from seqlab.tools.report import cell_order
+
+    for cell in cell_order(results):  # probe.json's keys are sorted by name
+        by_T = results[cell]
         T = max(by_T, key=int)
         steps = by_T[T]["layer_0"]
         order = sorted(steps, key=lambda s: int(s.split("_")[1]))

@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from seqlab.errors import UsageError
+
 
 def product(**axes: Sequence[Any]) -> Iterator[dict[str, Any]]:
     """``product(**{"model.cell": ["rnn", "lstm"], "data.seq_len": [50, 100]})``."""
@@ -40,18 +42,17 @@ def zip_(**axes: Sequence[Any]) -> Iterator[dict[str, Any]]:
 def cells_by_lengths(
     arg: str | None, cells: Sequence[str], lengths: Sequence[int]
 ) -> Iterator[dict[str, Any]]:
-    """The long-range configs' ``get_sweep``: cells x sequence lengths, narrowed by ``arg``
-    (``cells=lstm+gru,lengths=100+200``); the IRNN gets its identity init."""
+    """A ``get_sweep`` of cells x sequence lengths, narrowed by ``arg``
+    (``cells=lstm+gru,lengths=100+200``): points set ``model.cell`` and ``data.seq_len``."""
     from seqlab.config import parse_arg
 
     a = parse_arg(arg, cells="+".join(cells), lengths="+".join(map(str, lengths)))
     chosen = a.cells.split("+")
     for cell in chosen:
         if cell not in cells:
-            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
+            raise UsageError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
     for p in product(cell=chosen, T=[int(t) for t in a.lengths.split("+")]):
-        init = "irnn" if p["cell"] == "irnn" else "default"
-        yield {"model.cell": p["cell"], "model.init": init, "data.seq_len": p["T"]}
+        yield {"model.cell": p["cell"], "data.seq_len": p["T"]}
 
 
 def point_name(overrides: dict[str, Any]) -> str:
@@ -64,18 +65,18 @@ def load_sweep(config_path: str, arg: str | None) -> list[dict[str, Any]]:
     """The override dicts of ``config_path``'s ``get_sweep(arg)``."""
     path = config_path.split(":", 1)[0]
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no config file {path}")
+        raise UsageError(f"no config file {path}")
     spec = importlib.util.spec_from_file_location("_seqlab_sweep_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_sweep"):
-        raise ValueError(f"{path} defines no get_sweep(arg); add one yielding override dicts")
+        raise UsageError(f"{path} defines no get_sweep(arg); add one yielding override dicts")
     points = list(module.get_sweep(arg))
     if not points:
-        raise ValueError(f"{path}:get_sweep({arg!r}) yielded no points")
+        raise UsageError(f"{path}:get_sweep({arg!r}) yielded no points")
     names = [point_name(p) for p in points]
     if len(set(names)) != len(names):
-        raise ValueError("two sweep points map to the same directory name; make them differ")
+        raise UsageError("two sweep points map to the same directory name; make them differ")
     return points
 
 
@@ -88,11 +89,10 @@ def _status(workdir: str) -> dict[str, Any]:
 
 
 def _write_status(workdir: str, status: dict[str, Any]) -> None:
+    from seqlab.run.writers import write_json  # here: seqlab.run loads jax; configs import us
+
     os.makedirs(workdir, exist_ok=True)
-    tmp = os.path.join(workdir, "status.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(status, f, indent=1)
-    os.replace(tmp, os.path.join(workdir, "status.json"))
+    write_json(os.path.join(workdir, "status.json"), status, indent=1)
 
 
 def _command(
