@@ -31,7 +31,8 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import base_config, parse_arg
+from seqlab.config import parse_arg
+from seqlab.tasks import task_config
 
 CELLS = ("lstm", "gru", "rnn")
 LAYERS = (1, 2, 3)
@@ -39,8 +40,7 @@ LAYERS = (1, 2, 3)
 
 def get_config(arg: str | None = None) -> ConfigDict:
     a = parse_arg(arg, cell="lstm", runlocal=False, corpus="tinyshakespeare", batching="random")
-    c = base_config()
-    c.task.name = "charlm"
+    c = task_config("charlm")
     c.task.sample_every = 0  # 0: at every eval; else only on steps divisible by it
     c.task.sample_length = 500
     c.task.sample_temperatures = "0.5,1.0"
@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.data.val_fraction = 0.05
     c.data.test_fraction = 0.05
     c.data.max_chars = 0  # 0 = the whole corpus
-    c.data.eval_batches = 0  # 0 = the whole val split
+    c.task.eval_batches = 0  # 0 = the whole val split
 
     c.model.cell = a.cell
     c.model.hidden_size = 256
@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         c.data.batch_size = 8
         c.data.seq_len = 32
         c.data.max_chars = 40_000
-        c.data.eval_batches = 2
+        c.task.eval_batches = 2
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.task.sample_length = 40
@@ -101,7 +101,7 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
     Fei-Fei 2015, Table 1), e.g. ``params=60000,corpus=python_stdlib`` (and ``max_chars=M``
     when the runs cut the corpus, which can shrink its vocabulary).
     """
-    from seqlab.sweep import product
+    from seqlab.tools.sweep import product
 
     a = parse_arg(
         arg,
@@ -119,9 +119,9 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
     if not a.params:
         yield from points
         return
-    from seqlab.corpora import load_corpus
     from seqlab.models.build import hidden_size_for
     from seqlab.tasks.base import ModelSpec
+    from seqlab.tasks.corpora import load_corpus
 
     c = get_config(f"corpus={a.corpus}")
     vocab = load_corpus(a.corpus, unit=c.data.unit, max_chars=a.max_chars).vocab

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import base_config, parse_arg
-from seqlab.sweep import cells_by_lengths
+from seqlab.config import parse_arg
+from seqlab.tasks import task_config
+from seqlab.tools.sweep import cells_by_lengths
 
 CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
 LENGTHS = (100, 200, 300, 500)
@@ -36,8 +37,7 @@ LENGTHS = (100, 200, 300, 500)
 
 def get_config(arg: str | None = None) -> ConfigDict:
     a = parse_arg(arg, cell="lstm", T=100, runlocal=False)
-    c = base_config()
-    c.task.name = "copy_memory"
+    c = task_config("copy_memory")
     c.task.num_symbols = 8
     c.task.copy_len = 10
     c.task.eval_batches = 8
@@ -48,7 +48,6 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.data.seq_len = a.T  # the delay; sequences are T + 2 * copy_len long
 
     c.model.cell = a.cell
-    c.model.init = "irnn" if a.cell == "irnn" else "default"
     c.model.hidden_size = 128
     c.model.num_layers = 1
     c.model.input_kind = "onehot"

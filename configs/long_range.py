@@ -28,8 +28,9 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import base_config, parse_arg
-from seqlab.sweep import cells_by_lengths
+from seqlab.config import parse_arg
+from seqlab.tasks import task_config
+from seqlab.tools.sweep import cells_by_lengths
 
 TASKS = ("adding", "recall")
 CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
@@ -41,8 +42,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     a = parse_arg(arg, task="adding", cell="lstm", T=0, runlocal=False)
     if a.task not in TASKS:
         raise ValueError(f"unknown long_range task {a.task!r}; choose one of {TASKS}")
-    c = base_config()
-    c.task.name = a.task
+    c = task_config(a.task)
     c.task.eval_batches = 16  # fixed eval set, drawn from its own stream
     c.task.eval_batch_size = 128
     c.task.eval_seed = 0  # the eval set does not change with the training seed
@@ -54,7 +54,6 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.data.seq_len = a.T or DEFAULT_T[a.task]
 
     c.model.cell = a.cell
-    c.model.init = "irnn" if a.cell == "irnn" else "default"
     c.model.hidden_size = 64
     c.model.num_layers = 1
     c.model.input_kind = "onehot"  # recall's tokens; adding's inputs are features anyway

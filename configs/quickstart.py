@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from ml_collections import ConfigDict
 
-from seqlab.config import base_config, parse_arg
+from seqlab.config import parse_arg
+from seqlab.tasks import task_config
 
 
 def get_config(arg: str | None = None) -> ConfigDict:
     a = parse_arg(arg, cell="lstm", runlocal=False)
-    c = base_config()
-    c.task.name = "charlm"
+    c = task_config("charlm")
     c.task.sample_every = 0  # at every eval
     c.task.sample_length = 400
     c.task.sample_temperatures = "0.8,1.0"  # at <= 0.7 samples often stick in runs of spaces
@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.data.seq_len = 64
     c.data.val_fraction = 0.05
     c.data.test_fraction = 0.0
-    c.data.eval_batches = 16
+    c.task.eval_batches = 16
 
     c.model.cell = a.cell
     c.model.hidden_size = 128
@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         c.data.max_chars = 40_000
         c.data.batch_size = 8
         c.data.seq_len = 32
-        c.data.eval_batches = 2
+        c.task.eval_batches = 2
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.task.sample_length = 40

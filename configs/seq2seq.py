@@ -29,7 +29,8 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import base_config, parse_arg
+from seqlab.config import parse_arg
+from seqlab.tasks import task_config
 
 TASKS = ("addition", "reverse")
 CELLS = ("lstm", "gru", "mgu", "rnn")
@@ -49,8 +50,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     )
     if a.task not in TASKS:
         raise ValueError(f"unknown seq2seq task {a.task!r}; choose one of {TASKS}")
-    c = base_config()
-    c.task.name = a.task
+    c = task_config(a.task)
     c.task.eval_batches = 8
     c.task.eval_batch_size = 512
     c.task.eval_seed = 0  # the eval set does not change with the training seed

@@ -188,7 +188,7 @@ def assert_error_line(code: int, err: str, needles: Sequence[str], expected: int
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
-    from seqlab.writers import read_metrics
+    from seqlab.run.writers import read_metrics
 
     return read_metrics(path) if os.path.exists(path) else []
 
@@ -239,7 +239,7 @@ def restore_raw(workdir: str, step: int) -> tuple[Any, dict[str, Any]]:
     import jax
     import orbax.checkpoint as ocp
 
-    from seqlab.checkpoint import Checkpointer
+    from seqlab.run.checkpoint import Checkpointer
 
     ck = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:

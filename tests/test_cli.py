@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from seqlab.cli import main
-from seqlab.writers import read_metrics
+from seqlab.run.writers import read_metrics
+from seqlab.tools.cli import main
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "long_range.py")
 FAST = [

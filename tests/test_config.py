@@ -11,7 +11,9 @@ import re
 import pytest
 from ml_collections import ConfigDict
 
-from seqlab.config import ConfigError, base_config, parse_arg, validate
+from seqlab.config import base_config, parse_arg
+from seqlab.errors import ConfigError
+from seqlab.run.validate import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))

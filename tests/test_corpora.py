@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqlab import corpora
-from seqlab.corpora import CorpusUnavailableError, Vocab, load_corpus
+from seqlab.tasks import corpora
+from seqlab.tasks.corpora import CorpusUnavailableError, Vocab, load_corpus
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"

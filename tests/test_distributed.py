@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from seqlab.writers import read_metrics
+from seqlab.run.writers import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [

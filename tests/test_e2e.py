@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from seqlab.cli import main
-from seqlab.writers import read_metrics
+from seqlab.run.writers import read_metrics
+from seqlab.tools.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")

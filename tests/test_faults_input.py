@@ -1,7 +1,7 @@
 """Fault injection on what goes in: malformed configs, flags, corpora and workdirs (exit 2, one
 line on stderr naming what is wrong, no traceback, nothing in an existing workdir touched),
 poisoned batches (non-finite losses and gradients never reach a checkpoint), and a sweep point
-that crashes. Most cases call `seqlab.cli.main` in-process; a few run the real command to show
+that crashes. Most cases call `seqlab.tools.cli.main` in-process; a few run the real command to show
 that no traceback reaches a terminal. Counts go to the summary line (tests/faults_util.py).
 """
 
@@ -26,11 +26,11 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     import faults_util as fu
 
-from seqlab import corpora
-from seqlab.checkpoint import Checkpointer
-from seqlab.cli import main
 from seqlab.config import base_config
-from seqlab.train import train_and_evaluate
+from seqlab.run.checkpoint import Checkpointer
+from seqlab.run.loop import train_and_evaluate
+from seqlab.tasks import corpora
+from seqlab.tools.cli import main
 
 LR = fu.config_path("long_range.py") + ":runlocal"
 LM = fu.config_path("charlm.py") + ":runlocal"
@@ -77,7 +77,7 @@ def offline(monkeypatch, tmp_path):
 
 
 def run_main(capsys, argv):
-    """`seqlab.cli.main(argv)` -> (exit status, stdout, stderr); an exception escaping main
+    """`seqlab.tools.cli.main(argv)` -> (exit status, stdout, stderr); an exception escaping main
     becomes status 'raised' with its traceback as stderr, so the assertions show it."""
     import traceback
 

@@ -24,7 +24,7 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     import faults_util as fu
 
-from seqlab.train import PREEMPTED_EXIT_CODE
+from seqlab.run.loop import PREEMPTED_EXIT_CODE
 
 EVAL_EVERY = 10
 KILL_STEPS = 40
@@ -52,7 +52,7 @@ LOOPS = {
         "--config",
         fu.config_path("charlm.py") + ":runlocal" + fu.charlm_corpus_arg(),
         *COMMON,
-        "--config.data.eval_batches=8",
+        "--config.task.eval_batches=8",
         "--config.train.keep_checkpoints=100",
     ],
 }
@@ -391,7 +391,7 @@ def test_half_deleted_checkpoint_does_not_break_best(tmp_path, capsys):
     """kill -9 during the deletion of an old checkpoint (seen in the kill loop as
     half_deleted; about 1 in 5 kills with train.keep_checkpoints=1), reproduced
     deterministically: an old step folder loses its meta files as in orbax's deleter."""
-    from seqlab.cli import main
+    from seqlab.tools.cli import main
 
     wd = tmp_path / "run"
     args = ["--config", fu.config_path("long_range.py") + ":runlocal", "--workdir", str(wd)]

@@ -1,5 +1,6 @@
-"""PyTorch parity: ``seqlab.interop.from_torch`` loads nn.RNN / nn.LSTM / nn.GRU weights and the
-seqlab stack then reproduces torch's outputs, final states and parameter gradients in float64."""
+"""PyTorch parity: ``seqlab.models.interop.from_torch`` loads nn.RNN / nn.LSTM / nn.GRU weights
+and the seqlab stack then reproduces torch's outputs, final states and parameter gradients in
+float64."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flax import nnx
 
 torch = pytest.importorskip("torch")
 
-from seqlab.interop import from_torch  # noqa: E402
+from seqlab.models.interop import from_torch  # noqa: E402
 from seqlab.recurrence import RNNStack  # noqa: E402
 
 B, T, IN, H = 3, 6, 4, 5

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seqlab.ngram import NGramLM
+from seqlab.tasks.ngram import NGramLM
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 20
 

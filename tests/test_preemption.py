@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from seqlab.checkpoint import Checkpointer
-from seqlab.train import PREEMPTED_EXIT_CODE
+from seqlab.run.checkpoint import Checkpointer
+from seqlab.run.loop import PREEMPTED_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [

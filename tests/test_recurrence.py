@@ -13,6 +13,7 @@ from jax.test_util import check_grads
 
 from seqlab.cells import Cell, make_cell
 from seqlab.recurrence import Bidirectional, Recurrent, RNNStack, flip_sequences, length_mask
+from seqlab.recurrence.layers import perturbed
 
 try:
     from tests import reference as ref
@@ -411,7 +412,12 @@ def test_h_perturb_zero_is_identity_and_nonzero_matches_reference(with_lengths: 
     rng = np.random.default_rng(35)
     eps = [(rng.standard_normal((B, T, H)), rng.standard_normal((B, T, H))) for _ in range(2)]
     zeros = jax.tree.map(np.zeros_like, eps)
-    run = jax.jit(lambda e: stack(jnp.asarray(x), lengths=to_jax(lengths), h_perturb=e))
+
+    def run_perturbed(e: Any) -> Any:
+        with perturbed(stack, e):
+            return stack(jnp.asarray(x), lengths=to_jax(lengths))
+
+    run = jax.jit(run_perturbed)
     params = stack_params(stack)
     for e in (zeros, eps):
         y, aux = run(to_jax(e))
@@ -470,7 +476,8 @@ def test_h_perturb_gradient_matches_reference_finite_differences_bidirectional_s
     zeros = [(jnp.zeros((2, 4, H)), jnp.zeros((2, 4, H))) for _ in range(2)]
 
     def loss(eps: list[Any]) -> jax.Array:
-        y, _ = stack(jnp.asarray(x), lengths=jnp.asarray(lengths), h_perturb=eps)
+        with perturbed(stack, eps):
+            y, _ = stack(jnp.asarray(x), lengths=jnp.asarray(lengths))
         return jnp.sum(g * y)
 
     grads = to_np(jax.jit(jax.grad(loss))(zeros))

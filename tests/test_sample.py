@@ -1,4 +1,4 @@
-"""``seqlab.sample.generate``: greedy/temperature/top-k semantics, seeding, and compilation."""
+"""``seqlab.models.generate``: greedy/temperature/top-k semantics, seeding, and compilation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from seqlab.models import LanguageModel
-from seqlab.sample import _generate, generate, sample_logits
+from seqlab.models.generate import _generate, generate, sample_logits
 
 V, N, LENGTH = 11, 4, 12
 PRIME = jnp.array([3, 1, 4, 1, 5])
@@ -106,7 +106,7 @@ def test_errors(model):
 
 
 def test_top_k_breaks_ties_and_2d_prime_rejects_num_samples():
-    from seqlab.sample import sample_logits
+    from seqlab.models.generate import sample_logits
 
     logits = jnp.array([[1.0, 1.0, 1.0, 0.0]])
     for seed in range(20):  # top_k=1 keeps exactly one candidate even among ties

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqlab.cli import main
 from seqlab.config import base_config
-from seqlab.train import train_and_evaluate
-from seqlab.writers import read_metrics
+from seqlab.run.loop import train_and_evaluate
+from seqlab.run.writers import read_metrics
+from seqlab.tools.cli import main
 
 
 def config(**kw):

@@ -142,9 +142,7 @@ def _jit_loss(task, model):
 
     @jax.jit
     def f(state, batch, carry):
-        return task.loss(
-            nnx.merge(graphdef, state), batch, carry=carry, train=True, rng=jax.random.PRNGKey(0)
-        )
+        return task.loss(nnx.merge(graphdef, state), batch, carry=carry, rng=jax.random.PRNGKey(0))
 
     return lambda batch, carry: f(state, batch, carry)
 
@@ -258,9 +256,9 @@ def test_configs_and_sweep_build():
 
 def test_sweep_matches_parameter_counts(corpus_file):
     """``params=N``: every cell x depth gets the hidden size whose count is nearest N."""
-    from seqlab.corpora import load_corpus
     from seqlab.models.build import num_params
     from seqlab.tasks.base import ModelSpec
+    from seqlab.tasks.corpora import load_corpus
 
     charlm = load_config("charlm")
     points = list(charlm.get_sweep(f"params=20000,corpus=file:{corpus_file}"))
@@ -301,7 +299,7 @@ def test_charlm_runlocal_learns(monkeypatch):
     @jax.jit
     def step(params, opt, carry, batch):
         def f(p):
-            return task.loss(nnx.merge(graphdef, p, rest), batch, carry=carry, train=True)
+            return task.loss(nnx.merge(graphdef, p, rest), batch, carry=carry)
 
         (_, (_, carry)), g = jax.value_and_grad(f, has_aux=True)(params)
         updates, opt = tx.update(g, opt, params)

@@ -10,8 +10,9 @@ import optax
 import pytest
 from flax import nnx
 
-from seqlab.config import base_config, validate
+from seqlab.config import base_config
 from seqlab.models.build import build_model
+from seqlab.run.validate import validate
 from seqlab.tasks import make_task
 
 try:
@@ -81,7 +82,7 @@ def test_metrics_under_jit():
     c = make_config(batch=4)
     task = make_task(c)
     model = build_model(c.model, task.spec, nnx.Rngs(0))
-    loss, (m, carry) = nnx.jit(lambda mdl, b: task.loss(mdl, b, train=True))(
+    loss, (m, carry) = nnx.jit(lambda mdl, b: task.loss(mdl, b))(
         model, jnp_batch(task.train_batch(0))
     )
     assert carry is None and np.isfinite(loss)
@@ -113,7 +114,7 @@ def test_lstm_learns_to_copy_beyond_no_memory():
 
     @nnx.jit
     def step(model, opt, batch):
-        opt.update(model, nnx.grad(lambda m: task.loss(m, batch, train=True)[0])(model))
+        opt.update(model, nnx.grad(lambda m: task.loss(m, batch)[0])(model))
 
     for i in range(200):
         step(model, opt, jnp_batch(task.train_batch(i)))
@@ -140,12 +141,12 @@ def test_config_variants_and_sweep():
             section, leaf = key.split(".")
             assert leaf in c[section]
     assert list(module.get_sweep("cells=irnn,lengths=50")) == [
-        {"model.cell": "irnn", "model.init": "irnn", "data.seq_len": 50}
+        {"model.cell": "irnn", "data.seq_len": 50}
     ]
 
 
 def test_runlocal_trains_end_to_end(tmp_path):
-    from seqlab.train import train_and_evaluate
+    from seqlab.run.loop import train_and_evaluate
 
     c = load_config_module("copy_memory").get_config("runlocal")
     out = train_and_evaluate(c, str(tmp_path))

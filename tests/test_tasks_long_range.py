@@ -10,8 +10,10 @@ import optax
 import pytest
 from flax import nnx
 
-from seqlab.config import base_config, validate
+from seqlab.cells import make_cell
+from seqlab.config import base_config
 from seqlab.models.build import build_model
+from seqlab.run.validate import validate
 from seqlab.tasks import make_task
 
 try:
@@ -38,7 +40,7 @@ def train(task, config, steps: int, lr: float) -> nnx.Module:
 
     @nnx.jit
     def step(model, opt, batch):
-        grads = nnx.grad(lambda m: task.loss(m, batch, train=True)[0])(model)
+        grads = nnx.grad(lambda m: task.loss(m, batch)[0])(model)
         opt.update(model, grads)
 
     for i in range(steps):
@@ -97,7 +99,7 @@ def test_adding_metrics_under_jit_and_baseline():
     task = make_task(c)
     model = build_model(c.model, task.spec, nnx.Rngs(0))
     batch = jnp_batch(task.train_batch(0))
-    loss, (metrics, carry) = nnx.jit(lambda m, b: task.loss(m, b, train=True))(model, batch)
+    loss, (metrics, carry) = nnx.jit(lambda m, b: task.loss(m, b))(model, batch)
     assert carry is None and np.isfinite(loss)
     for s, n in metrics.values():
         assert s.shape == () and float(n) == 8
@@ -170,7 +172,9 @@ def test_config_variants(arg, name, cell, T):
     validate(c)
     assert flat_keys(base_config()) <= flat_keys(c)
     assert (c.task.name, c.model.cell, c.data.seq_len) == (name, cell, T)
-    assert c.model.init == ("irnn" if cell == "irnn" else "default")
+    assert c.model.init == "default"  # each cell's own default: the IRNN's is identity
+    cell_init = make_cell(cell, 2, 3, rngs=nnx.Rngs(0), init=c.model.init).init
+    assert cell_init == ("irnn" if cell == "irnn" else "default")
     assert make_task(c).spec.family == "classifier"
     with pytest.raises(ValueError, match="unknown long_range task"):
         load_config_module("long_range").get_config("task=copy")
@@ -187,12 +191,12 @@ def test_sweep_overrides_existing_keys():
             section, leaf = key.split(".")
             assert leaf in c[section]
     assert list(module.get_sweep("cells=gru,lengths=30")) == [
-        {"model.cell": "gru", "model.init": "default", "data.seq_len": 30}
+        {"model.cell": "gru", "data.seq_len": 30}
     ]
 
 
 def test_runlocal_trains_end_to_end(tmp_path):
-    from seqlab.train import train_and_evaluate
+    from seqlab.run.loop import train_and_evaluate
 
     c = load_config_module("long_range").get_config("runlocal")
     out = train_and_evaluate(c, str(tmp_path))

@@ -8,8 +8,9 @@ import optax
 import pytest
 from flax import nnx
 
-from seqlab.config import base_config, validate
+from seqlab.config import base_config
 from seqlab.models.build import build_model
+from seqlab.run.validate import validate
 from seqlab.tasks import make_task
 from seqlab.tasks.seq2seq import BOS, EOS, PAD
 
@@ -101,7 +102,7 @@ def test_metrics_under_jit():
     task = make_task(c)
     model = build_model(c.model, task.spec, nnx.Rngs(0))
     batch = jnp_batch(task.train_batch(0))
-    loss, (m, carry) = nnx.jit(lambda mdl, b: task.loss(mdl, b, train=True))(model, batch)
+    loss, (m, carry) = nnx.jit(lambda mdl, b: task.loss(mdl, b))(model, batch)
     n_tok = float(np.sum(task.train_batch(0)["tgt_lengths"]))
     assert carry is None and np.isfinite(loss)
     assert float(m["loss"][1]) == n_tok == float(m["token_accuracy"][1])
@@ -147,7 +148,7 @@ def test_reverse_lstm_learns_short_sequences():
 
     @nnx.jit
     def step(model, opt, batch):
-        opt.update(model, nnx.grad(lambda m: task.loss(m, batch, train=True)[0])(model))
+        opt.update(model, nnx.grad(lambda m: task.loss(m, batch)[0])(model))
 
     for i in range(120):
         step(model, opt, jnp_batch(task.train_batch(i)))
@@ -186,7 +187,7 @@ def test_config_variants_and_sweep():
 
 def test_runlocal_trains_end_to_end(tmp_path):
     """The whole loop: train, eval with greedy decoding, text samples, checkpoints."""
-    from seqlab.train import train_and_evaluate
+    from seqlab.run.loop import train_and_evaluate
 
     c = load_config_module("seq2seq").get_config("runlocal")
     out = train_and_evaluate(c, str(tmp_path))

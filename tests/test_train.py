@@ -9,11 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from seqlab.checkpoint import Checkpointer
 from seqlab.config import base_config
+from seqlab.errors import TrainingError
+from seqlab.run.checkpoint import Checkpointer
+from seqlab.run.loop import train_and_evaluate
+from seqlab.run.state import init_train_state
+from seqlab.run.writers import read_metrics
 from seqlab.tasks import make_task
-from seqlab.train import TrainingError, init_train_state, train_and_evaluate
-from seqlab.writers import read_metrics
 
 
 def small_config(**overrides):

@@ -7,8 +7,8 @@ import json
 import os
 
 from seqlab.config import base_config
-from seqlab.train import train_and_evaluate
-from seqlab.writers import JsonlWriter, read_metrics, wandb_mode
+from seqlab.run.loop import train_and_evaluate
+from seqlab.run.writers import JsonlWriter, read_metrics, wandb_mode
 
 
 def test_jsonl_resume_drops_rows_after_the_checkpoint(tmp_path):

@@ -94,8 +94,8 @@ def run_corpus(corpus: str, mode: dict, root: str, parallel: int) -> list[dict]:
 
 def ngrams(corpus: str, mode: dict) -> dict[int, float]:
     """n-gram test loss (nats/char), fitted on the train split of the same corpus/splits."""
-    from seqlab.ngram import NGramLM
     from seqlab.tasks import make_task
+    from seqlab.tasks.ngram import NGramLM
 
     sys.path.insert(0, os.path.dirname(CONFIG))
     from charlm import get_config
@@ -113,7 +113,7 @@ def ngrams(corpus: str, mode: dict) -> dict[int, float]:
 @functools.cache
 def vocab_size(corpus: str, max_chars: int) -> int:
     """The corpus's vocabulary, read once per corpus (as get_sweep reads it)."""
-    from seqlab.corpora import load_corpus
+    from seqlab.tasks.corpora import load_corpus
 
     return load_corpus(corpus, max_chars=max_chars).vocab.size
 
@@ -168,7 +168,7 @@ def table(corpus: str, rows: list[dict], grams: dict[int, float], mode: dict) ->
 
 
 def figure(results: dict[str, tuple[list[dict], dict]], path: str) -> None:
-    from seqlab.figures import plt
+    from seqlab.tools.figures import plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
     for ax, (corpus, (rows, grams)) in zip(axes[0], results.items(), strict=True):

@@ -32,28 +32,19 @@ def seqlab(*args: str, capture: bool = False) -> str:
 
 def test_loss(workdir: str) -> float:
     """Test-split loss of the latest checkpoint (stateful, like eval)."""
-    from ml_collections import ConfigDict
-
-    from seqlab.checkpoint import Checkpointer
-    from seqlab.evaluate import Evaluator
+    from seqlab import load_run
+    from seqlab.run.evaluate import Evaluator
     from seqlab.tasks import make_task
-    from seqlab.train import init_train_state
 
-    ck = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    step = ck.latest_step()
-    config = ConfigDict(ck.restore_meta(step)["config"])
-    task = make_task(config)
-    graphdef, state, _ = init_train_state(config, task)
-    state = ck.restore(step, state)
-    ck.close()
-    return Evaluator(graphdef, task)(state["params"], task.test_batches(), "test/")["test/loss"]
+    run = load_run(workdir)
+    task = make_task(run.config)
+    return Evaluator(run.mdef, task)(run.params, task.test_batches(), "test/")["test/loss"]
 
 
 def ngram_baselines(orders=(3, 5, 7)) -> dict[int, float]:
     """n-gram test loss (nats/char), trained on the train split of the same corpus/splits."""
-    from seqlab.config import base_config  # noqa: F401  (the task builds the same splits)
-    from seqlab.ngram import NGramLM
     from seqlab.tasks import make_task
+    from seqlab.tasks.ngram import NGramLM
 
     sys.path.insert(0, os.path.dirname(CONFIG))
     from charlm import get_config
@@ -103,7 +94,7 @@ def main() -> None:
         *overrides,
     )
 
-    from seqlab.writers import read_metrics
+    from seqlab.run.writers import read_metrics
 
     rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     evals = [r for r in rows if "eval/loss" in r]
@@ -172,7 +163,7 @@ def main() -> None:
 
 
 def plot(evals: list[dict], grams: dict[int, float], path: str) -> None:
-    from seqlab.figures import plt
+    from seqlab.tools.figures import plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(

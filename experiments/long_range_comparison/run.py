@@ -44,7 +44,7 @@ def main() -> None:
     eval_batches = 16 if args.full else 8
     root = os.path.join(ROOT, "runs", "long_range_comparison" + ("_full" if args.full else ""))
     t0 = time.time()
-    from seqlab.report import collect
+    from seqlab.tools.report import collect
 
     sections = []
     for task, (config, metric, base_key, better) in TASKS.items():
@@ -117,7 +117,7 @@ def table(task, rows, metric, base_key, better) -> str:
 
 
 def figure(task, rows, metric, base_key, path) -> None:
-    from seqlab.figures import plt
+    from seqlab.tools.figures import plt
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for cell in ("rnn", "lstm", "gru"):

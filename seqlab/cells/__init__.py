@@ -1,7 +1,7 @@
 """Recurrent cells and the registry configs pick them from by name.
 
-Adding a cell: write a ``Cell`` subclass in its own file (see ``mgu.py``) and add one line to
-``CELLS``.
+Adding a cell: write a ``Cell`` subclass in its own file (see ``mgu.py``: its step math as
+fast kernels, or just a ``step``) and add one line to ``CELLS``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 
 from flax import nnx
 
-from seqlab.cells.base import INIT_PRESETS, Carry, Cell, init_kernels
+from seqlab.cells.base import ACTIVATIONS, INIT_PRESETS, Carry, Cell, init_kernels
 from seqlab.cells.gru import GRUCell
+from seqlab.cells.kernels import Kernels
 from seqlab.cells.lstm import LSTMCell
 from seqlab.cells.mgu import MGUCell
 from seqlab.cells.rnn import IRNNCell, RNNCell
@@ -37,12 +38,14 @@ def make_cell(
 
 
 __all__ = [
+    "ACTIVATIONS",
     "CELLS",
     "INIT_PRESETS",
     "Carry",
     "Cell",
     "GRUCell",
     "IRNNCell",
+    "Kernels",
     "LSTMCell",
     "MGUCell",
     "RNNCell",

@@ -11,6 +11,11 @@ The recurrence splits a step in two so the input half can be hoisted out of the 
 static ``step(params, carry, xp_t)`` does only the recurrent matmul and the nonlinearities.
 ``step`` takes plain arrays (``recurrent_params()``), never the module, so it can live inside
 ``jax.lax.scan`` and be differentiated, vmapped and rematerialized freely.
+
+A cell states its step math once. Built-in cells do it as fast ``Kernels`` (forward plus a
+hand-written backward, ``kernels.py``) and ``step`` runs the forward kernel; a new cell may
+instead just override ``step``, and then runs on the autodiff engine only (so does a subclass
+that overrides ``step`` of a cell with kernels: ``has_fast_kernels``; they never disagree).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from seqlab.cells.kernels import Kernels
+
 Array = jax.Array
 Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
 
 INIT_PRESETS = ("default", "char_rnn", "irnn")
+ACTIVATIONS = ("tanh", "relu", "identity")
 
 
 def _orthogonal_blocks(key: Array, hidden: int, gates: int, dtype) -> Array:
@@ -75,6 +83,22 @@ class Cell(nnx.Module):
     """
 
     num_gates: int = 1
+    #: what ``init="default"`` means for this cell (the IRNN's default is its identity init)
+    default_init: str = "default"
+
+    @classmethod
+    def has_fast_kernels(cls) -> bool:
+        """Whether ``kernels()`` states this class's step math: False when a subclass
+        overrides ``step`` below the class that defined ``kernels`` (its parent's kernels
+        would compute the parent's step), or when no class defines kernels."""
+        for klass in cls.__mro__:
+            if klass is Cell:
+                return False
+            if "kernels" in klass.__dict__:
+                return True
+            if "step" in klass.__dict__:
+                return False
+        return False
 
     def __init__(
         self,
@@ -93,6 +117,7 @@ class Cell(nnx.Module):
             )
         self.in_features = in_features
         self.hidden_size = hidden_size
+        init = self.default_init if init == "default" else init
         self.init = init
         self.dtype = dtype
         self.param_dtype = param_dtype
@@ -113,12 +138,20 @@ class Cell(nnx.Module):
         """The arrays ``step`` needs (everything but the input projection)."""
         return {"w_h": self.w_h[...]}
 
+    def kernels(self) -> Kernels | None:
+        """The cell's fast forward/backward kernels, or None (autodiff engine only)."""
+        return None
+
     def step(self, params: dict[str, Array], carry: Carry, xp: Array) -> tuple[Carry, Array]:
         """One timestep from a projected input ``xp = x_t @ w_x + b``: (new_carry, h_t).
 
         Reads only ``params`` and static options, never the module's variables, so it is a
-        pure function usable inside ``lax.scan``."""
-        raise NotImplementedError
+        pure function usable inside ``lax.scan``. By default it runs the forward kernel."""
+        k = self.kernels()
+        if k is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither step nor kernels")
+        new_carry, h, _ = k.fwd(k.prep(params), carry, xp)
+        return new_carry, h
 
     # -- shared ----------------------------------------------------------------------------
     def project(self, x: Array) -> Array:
@@ -163,5 +196,5 @@ def recurrent_matmul(h: Array, w: Array) -> Array:
 def get_activation(name: str) -> Callable[[Array], Array]:
     table = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
     if name not in table:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
+        raise ValueError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
     return table[name]

@@ -17,7 +17,83 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells.base import Array, Carry, Cell, recurrent_matmul
+from seqlab.cells.base import Array, Cell, recurrent_matmul
+from seqlab.cells.kernels import (
+    Kernels,
+    Params,
+    cat,
+    gated_wgrad,
+    split,
+    sum_outer,
+    two_blocks,
+    whole,
+)
+from seqlab.cells.kernels import sigmoid_via_tanh as sig
+
+# -- reset after the recurrent matmul ------------------------------------------------------
+
+
+def _prep(p: Params) -> Params:
+    return {**whole(p), "b_hn": p["b_hn"]}
+
+
+def _fwd(q: Params, h: Array, xp: Array):
+    cut = [2 * h.shape[-1]]
+    x_rz, x_n = jnp.split(xp, cut, axis=-1)
+    h_rz, h_n = jnp.split(recurrent_matmul(h, q["w"]), cut, axis=-1)
+    rz = sig(jnp.tanh(0.5 * (x_rz + h_rz)))
+    r, z = split(rz, 2)
+    hn = h_n + q["b_hn"]
+    n = jnp.tanh(x_n + r * hn)
+    h_new = (1.0 - z) * n + z * h
+    return h_new, h_new, (rz, n, hn)
+
+
+def _bwd(q: Params, res, h: Array, cur: Array, dh: Array):
+    rz, n, hn = res
+    r, z = split(rz, 2)
+    dn = dh * (1.0 - z) * (1.0 - n * n)
+    dr = dn * hn * r * (1.0 - r)
+    dz = dh * (h - n) * z * (1.0 - z)
+    return dh * z + cat(dr, dz, dn * r) @ q["t"], cat(dr, dz, dn)
+
+
+def _r_of(res: tuple[Array, ...]) -> tuple[Array, ...]:
+    """r from the stacked [r; z] residual, per step or over time."""
+    return (split(res[0], 2)[0],)
+
+
+def _wgrad(p: Params, h_prev: Array, wres, dxp: Array) -> Params:
+    (r,) = wres
+    d_rz, d_n = jnp.split(dxp, [2 * r.shape[-1]], axis=-1)
+    dn_r = d_n * r
+    return {"w_h": sum_outer(h_prev, cat(d_rz, dn_r)), "b_hn": jnp.sum(dn_r, axis=(0, 1))}
+
+
+RESET_AFTER = Kernels(_prep, _fwd, _bwd, _r_of, _wgrad)
+
+# -- reset before the recurrent matmul -----------------------------------------------------
+
+
+def _rb_fwd(q: Params, h: Array, xp: Array):
+    x_rz, x_n = jnp.split(xp, [2 * h.shape[-1]], axis=-1)
+    rz = sig(jnp.tanh(0.5 * (x_rz + recurrent_matmul(h, q["w1"]))))
+    r, z = split(rz, 2)
+    n = jnp.tanh(x_n + recurrent_matmul(r * h, q["w2"]))
+    h_new = (1.0 - z) * n + z * h
+    return h_new, h_new, (rz, n)
+
+
+def _rb_bwd(q: Params, res, h: Array, cur: Array, dh: Array):
+    rz, n = res
+    r, z = split(rz, 2)
+    dn = dh * (1.0 - z) * (1.0 - n * n)
+    s = dn @ q["t2"]  # gradient w.r.t. r * h
+    drz = cat(s * h * r * (1.0 - r), dh * (h - n) * z * (1.0 - z))
+    return dh * z + s * r + drz @ q["t1"], cat(drz, dn)
+
+
+RESET_BEFORE = Kernels(two_blocks(2), _rb_fwd, _rb_bwd, _r_of, gated_wgrad(2))
 
 
 class GRUCell(Cell):
@@ -46,16 +122,5 @@ class GRUCell(Cell):
             p["b_hn"] = self.b_hn[...]
         return p
 
-    def step(self, params: dict[str, Array], carry: Carry, xp: Array) -> tuple[Carry, Array]:
-        h, w_h, H = carry, params["w_h"], self.hidden_size
-        x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-        if self.reset_after:
-            h_r, h_z, h_n = jnp.split(recurrent_matmul(h, w_h), 3, axis=-1)
-            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + params["b_hn"]))
-        else:
-            h_r, h_z = jnp.split(recurrent_matmul(h, w_h[:, : 2 * H]), 2, axis=-1)
-            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + recurrent_matmul(r * h, w_h[:, 2 * H :]))
-        h = (1.0 - z) * n + z * h
-        return h, h
+    def kernels(self) -> Kernels:
+        return RESET_AFTER if self.reset_after else RESET_BEFORE

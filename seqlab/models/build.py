@@ -13,26 +13,21 @@ from seqlab.models.classifier import SequenceClassifier
 from seqlab.models.language_model import LanguageModel
 from seqlab.models.seq2seq import Seq2Seq
 
-DTYPES = {
-    "float32": jnp.float32,
-    "bfloat16": jnp.bfloat16,
-    "float16": jnp.float16,
-    "float64": jnp.float64,
-    "": None,
-    "none": None,
-}
+#: config.model.param_dtype names; config.model.dtype (the matmul compute dtype) also takes
+#: "" for "the parameter dtype".
+PARAM_DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}
+COMPUTE_DTYPES = {"": None, **PARAM_DTYPES, "float16": jnp.float16}
 
 
 def cell_kwargs(m: ConfigDict) -> dict[str, Any]:
+    """The cell options from ``config.model`` (``init="default"`` is each cell's own default;
+    ``activation`` applies to the vanilla RNN, ``cell=rnn``, only)."""
     kw: dict[str, Any] = {
-        # "default" means each cell's own default: the IRNN keeps its identity init.
-        "init": m.get("init", "default")
-        if not (m.cell == "irnn" and m.get("init", "default") == "default")
-        else "irnn",
-        "forget_bias": float(m.get("forget_bias", 1.0)),
-        "dtype": DTYPES[str(m.get("dtype", "") or "")],
+        "init": m.init,
+        "forget_bias": float(m.forget_bias),
+        "dtype": COMPUTE_DTYPES[m.dtype],
     }
-    if m.cell == "rnn" and m.get("activation"):
+    if m.cell == "rnn":
         kw["activation"] = m.activation
     return kw
 
@@ -43,18 +38,18 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         "cell": m.cell,
         "hidden_size": int(m.hidden_size),
         "num_layers": int(m.num_layers),
-        "dropout": float(m.get("dropout", 0.0)),
-        "unroll": int(m.get("unroll", 1)),
-        "remat": bool(m.get("remat", False)),
-        "backend": str(m.get("backend", "scan")),
+        "dropout": float(m.dropout),
+        "unroll": int(m.unroll),
+        "remat": bool(m.remat),
+        "backend": str(m.backend),
         "cell_kwargs": cell_kwargs(m),
-        "param_dtype": DTYPES[str(m.get("param_dtype", "float32"))],
+        "param_dtype": PARAM_DTYPES[m.param_dtype],
         "rngs": rngs,
     }
-    input_kind = m.get("input_kind", "onehot")
+    input_kind = m.input_kind
     if spec.family == "lm":
         return LanguageModel(
-            spec.vocab_size, input_kind=input_kind, embed_dim=int(m.get("embed_dim", 0)), **common
+            spec.vocab_size, input_kind=input_kind, embed_dim=int(m.embed_dim), **common
         )
     if spec.family == "classifier":
         kind = "features" if spec.input_kind == "features" else input_kind
@@ -63,19 +58,19 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
             input_kind=kind,
             vocab_size=spec.vocab_size,
             num_features=spec.num_features,
-            embed_dim=int(m.get("embed_dim", 0)),
-            bidirectional=bool(m.get("bidirectional", False)),
-            readout=m.get("readout", "last"),
+            embed_dim=int(m.embed_dim),
+            bidirectional=bool(m.bidirectional),
+            readout=m.readout,
             **common,
         )
     if spec.family == "seq2seq":
         return Seq2Seq(
             spec.vocab_size,
             spec.tgt_vocab_size,
-            embed_dim=int(m.get("embed_dim") or 64),
-            bidirectional_encoder=bool(m.get("bidirectional", False)),
-            attention=bool(m.get("attention", False)),
-            attention_size=int(m.get("attention_size", 0)),
+            embed_dim=int(m.embed_dim),
+            bidirectional_encoder=bool(m.bidirectional),
+            attention=bool(m.attention),
+            attention_size=int(m.attention_size),
             **common,
         )
     raise ValueError(f"unknown model family {spec.family!r}")

@@ -8,10 +8,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from seqlab.config import DEFAULTS
 from seqlab.models.inputs import InputEncoder
 from seqlab.recurrence import RNNStack, length_mask
 
 Array = jax.Array
+D = DEFAULTS.model
 READOUTS = ("last", "mean", "max")
 
 
@@ -31,19 +33,13 @@ class SequenceClassifier(nnx.Module):
         vocab_size: int = 0,
         embed_dim: int = 0,
         num_features: int = 0,
-        cell: str = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        readout: str = "last",
-        dropout: float = 0.0,
-        unroll: int = 1,
-        remat: bool = False,
-        backend: str = "scan",
-        cell_kwargs: dict[str, Any] | None = None,
+        readout: str = D.readout,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
+        **stack: Any,
     ):
+        """``stack``: the recurrent stack's options (``RNNStack.build``: cell, hidden_size,
+        num_layers, bidirectional, dropout, unroll, remat, backend, cell_kwargs)."""
         if readout not in READOUTS:
             raise ValueError(f"unknown readout {readout!r}; choose one of {READOUTS}")
         self.readout = readout
@@ -55,25 +51,11 @@ class SequenceClassifier(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        kw = {"param_dtype": param_dtype, **(cell_kwargs or {})}
-        self.rnn = RNNStack(
-            cell,
-            self.inputs.output_size,
-            hidden_size,
-            num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            unroll=unroll,
-            remat=remat,
-            backend=backend,
-            cell_kwargs=kw,
-            rngs=rngs,
+        self.rnn = RNNStack.build(
+            self.inputs.output_size, param_dtype=param_dtype, rngs=rngs, **stack
         )
-        feat = (
-            hidden_size * (2 if bidirectional else 1)
-            if readout == "last"
-            else (self.rnn.output_size)
-        )
+        directions = 2 if self.rnn.bidirectional else 1
+        feat = self.rnn.hidden_size * directions if readout == "last" else self.rnn.output_size
         self.head = nnx.Linear(feat, num_outputs, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(
@@ -83,11 +65,8 @@ class SequenceClassifier(nnx.Module):
         lengths: Array | None = None,
         train: bool = False,
         rng: Array | None = None,
-        h_perturb: list[Any] | None = None,
     ) -> tuple[Array, dict[str, Any]]:
-        y, aux = self.rnn(
-            self.inputs(x, ids_ok=True), lengths=lengths, train=train, rng=rng, h_perturb=h_perturb
-        )
+        y, aux = self.rnn(self.inputs(x, ids_ok=True), lengths=lengths, train=train, rng=rng)
         if self.readout == "last":
             feats = self.rnn.top_hidden(aux["final_carry"])
         else:

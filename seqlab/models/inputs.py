@@ -10,6 +10,7 @@ from flax import nnx
 
 Array = jax.Array
 INPUT_KINDS = ("onehot", "embed", "features")
+TOKEN_INPUT_KINDS = ("onehot", "embed")  # what config.model.input_kind picks for token tasks
 
 
 class InputEncoder(nnx.Module):

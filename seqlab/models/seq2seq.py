@@ -16,11 +16,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqlab.cells import Carry
+from seqlab.config import DEFAULTS
 from seqlab.models.attention import AdditiveAttention
 from seqlab.models.inputs import InputEncoder
 from seqlab.recurrence import RNNStack, length_mask
 
 Array = jax.Array
+D = DEFAULTS.model
 
 
 class Seq2Seq(nnx.Module):
@@ -30,65 +32,33 @@ class Seq2Seq(nnx.Module):
         tgt_vocab_size: int,
         *,
         embed_dim: int = 64,
-        cell: str = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
         bidirectional_encoder: bool = False,
-        attention: bool = False,
-        attention_size: int = 0,
-        dropout: float = 0.0,
-        unroll: int = 1,
-        remat: bool = False,
-        backend: str = "scan",
-        cell_kwargs: dict[str, Any] | None = None,
+        attention: bool = D.attention,
+        attention_size: int = D.attention_size,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
+        **stack: Any,
     ):
-        kw = {"param_dtype": param_dtype, **(cell_kwargs or {})}
-        opts = {
-            "unroll": unroll,
-            "remat": remat,
-            "backend": backend,
-            "cell_kwargs": kw,
-            "rngs": rngs,
-        }
+        """``stack``: both recurrent stacks' options (``RNNStack.build``: cell, hidden_size,
+        num_layers, dropout, unroll, remat, backend, cell_kwargs)."""
+        common = {"param_dtype": param_dtype, "rngs": rngs}
         self.src_embed = InputEncoder(
-            "embed",
-            vocab_size=src_vocab_size,
-            embed_dim=embed_dim,
-            param_dtype=param_dtype,
-            rngs=rngs,
+            "embed", vocab_size=src_vocab_size, embed_dim=embed_dim, **common
         )
         self.tgt_embed = InputEncoder(
-            "embed",
-            vocab_size=tgt_vocab_size,
-            embed_dim=embed_dim,
-            param_dtype=param_dtype,
-            rngs=rngs,
+            "embed", vocab_size=tgt_vocab_size, embed_dim=embed_dim, **common
         )
         # Bidirectional encoders sum their directions so carries match the decoder's size.
-        self.encoder = RNNStack(
-            cell,
-            embed_dim,
-            hidden_size,
-            num_layers,
-            bidirectional=bidirectional_encoder,
-            merge="sum",
-            dropout=dropout,
-            **opts,
+        self.encoder = RNNStack.build(
+            embed_dim, bidirectional=bidirectional_encoder, merge="sum", **common, **stack
         )
+        hidden_size, dropout = self.encoder.hidden_size, self.encoder.dropout_rate
         ctx = hidden_size if attention else 0
-        self.decoder = RNNStack(
-            cell, embed_dim + ctx, hidden_size, num_layers, dropout=dropout, **opts
-        )
+        self.decoder = RNNStack.build(embed_dim + ctx, **common, **stack)
         self.use_attention = attention
         if attention:
             self.attention = AdditiveAttention(
-                hidden_size,
-                hidden_size,
-                attention_size or hidden_size,
-                param_dtype=param_dtype,
-                rngs=rngs,
+                hidden_size, hidden_size, attention_size or hidden_size, **common
             )
         self.dropout = nnx.Dropout(dropout)
         self.dropout_rate = dropout

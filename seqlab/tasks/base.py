@@ -10,7 +10,8 @@ Data contract (determinism and exact resume):
   process holds its own rows of every (global) eval batch.
 
 Loss/metric contract (runs inside ``jax.jit``; ``model`` is a live NNX module):
-- ``loss(model, batch, carry=..., train=..., rng=...) -> (scalar, (metrics, new_carry))``.
+- ``loss(model, batch, carry=..., rng=...) -> (scalar, (metrics, new_carry))``; a key
+  ``rng`` means training (dropout on), none means evaluation.
 - metrics are ``{name: (sum, count)}`` pairs of scalars so they merge across batches,
   devices and hosts by adding; the loop reports ``sum / count``.
 - ``carry`` is ``None`` for stateless tasks. Stateful ones (char-rnn's truncated BPTT) get
@@ -28,9 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from seqlab.errors import DataError
+
 Array = jax.Array
-Batch = dict[str, np.ndarray]
+Batch = dict[str, np.ndarray]  # host side: NumPy arrays by name
+Arrays = dict[str, Array]  # the same batch on device, inside jit
 Metrics = dict[str, tuple[Array, Array]]
+Key = Array | None  # a PRNG key: training (dropout on) when given, evaluation when None
+LossOut = tuple[Array, tuple[Metrics, Any]]
 
 
 def cross_entropy(logits: Array, labels: Array) -> Array:
@@ -70,6 +76,17 @@ class Task:
     #: the metric that selects the "best" checkpoint (lower is better unless noted)
     best_metric: str = "eval/loss"
     best_mode: str = "min"
+    #: the config keys this class reads beyond ``base_config()``: dotted key -> (default,
+    #: meaning). Subclasses add to their parents' (``config_keys``).
+    KEYS: dict[str, tuple[Any, str]] = {}
+
+    @classmethod
+    def config_keys(cls) -> dict[str, tuple[Any, str]]:
+        """Every key this task reads beyond ``base_config()``, parents' first."""
+        out: dict[str, tuple[Any, str]] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("KEYS", {}))
+        return out
 
     def __init__(self, config: ConfigDict, *, process_index: int = 0, process_count: int = 1):
         self.config = config
@@ -78,7 +95,7 @@ class Task:
         self.process_count = process_count
         global_bs = int(config.data.batch_size)
         if global_bs % process_count:
-            raise ValueError(
+            raise DataError(
                 f"data.batch_size={global_bs} is not divisible by the {process_count} processes"
             )
         self.global_batch_size = global_bs
@@ -105,22 +122,14 @@ class Task:
         """Carry threaded across training (and eval) batches; None for stateless tasks."""
         return None
 
-    def loss(
-        self,
-        model: Any,
-        batch: dict[str, Array],
-        *,
-        carry: Any = None,
-        train: bool = False,
-        rng: Array | None = None,
-    ) -> tuple[Array, tuple[Metrics, Any]]:
+    def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
         raise NotImplementedError
 
     def eval_metrics(
         self, model: Any, batch: dict[str, Array], *, carry: Any = None
     ) -> tuple[Metrics, Any]:
         """Metrics on one eval batch (defaults to the loss's metrics, no dropout)."""
-        _, (metrics, carry) = self.loss(model, batch, carry=carry, train=False)
+        _, (metrics, carry) = self.loss(model, batch, carry=carry)
         return metrics, carry
 
     # -- reporting (host side) -------------------------------------------------------------

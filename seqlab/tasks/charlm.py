@@ -25,8 +25,18 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from seqlab.corpora import Vocab, load_corpus, min_corpus_size, split, split_sizes
-from seqlab.tasks.base import Batch, Metrics, ModelSpec, Task, cross_entropy, rng_for
+from seqlab.errors import DataError
+from seqlab.tasks.base import (
+    Arrays,
+    Batch,
+    Key,
+    LossOut,
+    ModelSpec,
+    Task,
+    cross_entropy,
+    rng_for,
+)
+from seqlab.tasks.corpora import Vocab, load_corpus, min_corpus_size, split, split_sizes
 
 Array = jax.Array
 BATCHING = ("tbptt", "random")
@@ -36,40 +46,48 @@ class CharLMTask(Task):
     """Next-character prediction; loss in nats/char, ``summarize`` adds bpc and perplexity."""
 
     name = "charlm"
+    KEYS = {
+        "data.corpus": ("tinyshakespeare", "tinyshakespeare | python_stdlib | file:PATH"),
+        "data.unit": ("char", "char | byte: what one symbol is"),
+        "data.batching": ("random", "random windows | tbptt (char-rnn's contiguous streams)"),
+        "data.val_fraction": (0.05, "share of the corpus held out for eval (before test)"),
+        "data.test_fraction": (0.05, "share held out for `seqlab eval --split test` (0 = none)"),
+        "data.max_chars": (0, "read at most this many characters (0 = the whole corpus)"),
+        "task.eval_batches": (0, "eval batches from the val split (0 = the whole split)"),
+        "task.sample_every": (0, "sample text at evals on steps divisible by it (0 = every)"),
+        "task.sample_length": (500, "characters per sample"),
+        "task.sample_temperatures": ("0.5,1.0", "comma-separated sampling temperatures"),
+        "task.sample_prime": ("", "text samples start from (empty: a newline, else symbol 0)"),
+    }
 
     def __init__(self, config: ConfigDict, *, process_index: int = 0, process_count: int = 1):
         super().__init__(config, process_index=process_index, process_count=process_count)
-        d = config.data
+        d, t = config.data, config.task
         self.seq_len = int(d.seq_len)
-        self.batching = str(d.get("batching", "tbptt"))
+        self.batching = str(d.batching)
         if self.batching not in BATCHING:
-            raise ValueError(f"unknown data.batching {self.batching!r}; choose one of {BATCHING}")
-        self.val_fraction = float(d.get("val_fraction", 0.05))
-        self.test_fraction = float(d.get("test_fraction", 0.0))
+            raise DataError(f"unknown data.batching {self.batching!r}; choose one of {BATCHING}")
+        self.val_fraction = float(d.val_fraction)
+        self.test_fraction = float(d.test_fraction)
         if self.val_fraction <= 0:
-            raise ValueError("charlm needs a val split: set data.val_fraction > 0")
+            raise DataError("charlm needs a val split: set data.val_fraction > 0")
         split_sizes(0, self.val_fraction, self.test_fraction)  # ranges, named, before sizes
-        self.max_eval_batches = int(d.get("eval_batches", 0))
-        self.corpus = load_corpus(
-            str(d.get("corpus", "tinyshakespeare")),
-            unit=str(d.get("unit", "char")),
-            max_chars=int(d.get("max_chars", 0)),
-        )
+        self.max_eval_batches = int(t.eval_batches)
+        self.corpus = load_corpus(str(d.corpus), unit=str(d.unit), max_chars=int(d.max_chars))
         self.vocab: Vocab = self.corpus.vocab
         self._check_size()
         self.splits = split(self.corpus.ids, self.val_fraction, self.test_fraction)
-        t = config.get("task", ConfigDict())
-        self.sample_every = int(t.get("sample_every", 0))
-        self.sample_length = int(t.get("sample_length", 200))
-        temps = str(t.get("sample_temperatures", "0.5,1.0"))
+        self.sample_every = int(t.sample_every)
+        self.sample_length = int(t.sample_length)
+        temps = str(t.sample_temperatures)
         try:
             self.sample_temperatures = [float(x) for x in temps.split(",") if x.strip()]
         except ValueError:
-            raise ValueError(
+            raise DataError(
                 f"task.sample_temperatures={temps!r} is not comma-separated numbers "
                 "(e.g. '0.5,1.0')"
             ) from None
-        self.prime_ids = self._prime(str(t.get("sample_prime", "")))
+        self.prime_ids = self._prime(str(t.sample_prime))
         self._eval: list[Batch] | None = None
         self._baselines: dict[str, float] | None = None
 
@@ -134,7 +152,7 @@ class CharLMTask(Task):
             need["test"] = rows_t
         n_min = min_corpus_size(need, self.val_fraction, self.test_fraction)
         if len(self.corpus) < n_min:
-            raise ValueError(
+            raise DataError(
                 f"corpus {self.corpus.name!r} has {len(self.corpus)} {self.vocab.unit}s, too "
                 f"small: with data.batch_size={self.global_batch_size}, "
                 f"seq_len={self.seq_len}, val_fraction={self.val_fraction} and "
@@ -143,31 +161,21 @@ class CharLMTask(Task):
             )
 
     def _prime(self, prime: str) -> np.ndarray:
-        if not prime:
-            first = self.vocab.decode(self.splits["train"][:1])
-            prime = "\n" if "\n" in self.vocab.symbols or 10 in self.vocab.symbols else first
+        prime = self.vocab.prime(prime)
         try:
             return self.vocab.encode(prime)
         except ValueError as e:
-            raise ValueError(f"task.sample_prime {prime!r}: {e}") from None
+            raise DataError(f"task.sample_prime {prime!r}: {e}") from None
 
     # -- loss and metrics (inside jit) ----------------------------------------------------
     def initial_carry(self, model: Any, batch_size: int) -> Any:
         return model.initial_carry(batch_size)
 
-    def loss(
-        self,
-        model: Any,
-        batch: dict[str, Array],
-        *,
-        carry: Any = None,
-        train: bool = False,
-        rng: Array | None = None,
-    ) -> tuple[Array, tuple[Metrics, Any]]:
+    def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
         inputs, targets = batch["inputs"], batch["targets"]
         init = model.initial_carry(inputs.shape[0])
         start = init if carry is None else _reset_rows(carry, init, batch["reset"])
-        logits, aux = model(inputs, carry=start, train=train, rng=rng)
+        logits, aux = model(inputs, carry=start, train=rng is not None, rng=rng)
         logits = logits.astype(jnp.float32)
         nll = cross_entropy(logits, targets)
         count = jnp.asarray(nll.size, jnp.float32)
@@ -204,13 +212,10 @@ class CharLMTask(Task):
         """Prime + ``sample_length`` sampled characters at each configured temperature."""
         if self.sample_length < 1 or (self.sample_every and step % self.sample_every):
             return {}
-        from seqlab.sample import generate  # the sampler imports models; keep tasks light
-
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
         out = {}
         for i, t in enumerate(self.sample_temperatures):
-            ids = generate(
-                model,
+            ids = model.generate(
                 self.prime_ids,
                 self.sample_length,
                 key=jax.random.fold_in(key, i),

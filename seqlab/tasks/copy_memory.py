@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, cross_entropy
-from seqlab.tasks.long_range import SyntheticTask, count, total
+from seqlab.errors import DataError
+from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec, cross_entropy
+from seqlab.tasks.synthetic import SyntheticTask, count, total
 
 
 class CopyMemoryTask(SyntheticTask):
@@ -28,13 +29,18 @@ class CopyMemoryTask(SyntheticTask):
 
     name = "copy_memory"
 
+    KEYS = {
+        "task.num_symbols": (8, "distinct symbols to copy"),
+        "task.copy_len": (10, "symbols shown at the start and recalled at the end"),
+    }
+
     def __init__(self, config: ConfigDict, **kw: Any):
         super().__init__(config, **kw)
         self.delay = int(config.data.seq_len)
-        self.num_symbols = int(config.task.get("num_symbols", 8))
-        self.copy_len = int(config.task.get("copy_len", 10))
+        self.num_symbols = int(config.task.num_symbols)
+        self.copy_len = int(config.task.copy_len)
         if self.delay < 1 or self.num_symbols < 2 or self.copy_len < 1:
-            raise ValueError(
+            raise DataError(
                 "copy_memory needs data.seq_len >= 1, task.num_symbols >= 2 and task.copy_len >= 1"
             )
         self.blank_id = 0
@@ -58,16 +64,8 @@ class CopyMemoryTask(SyntheticTask):
         targets[:, -N:] = symbols
         return {"inputs": inputs, "targets": targets}
 
-    def loss(
-        self,
-        model: Any,
-        batch: dict[str, Array],
-        *,
-        carry: Any = None,
-        train: bool = False,
-        rng: Array | None = None,
-    ) -> tuple[Array, tuple[Metrics, Any]]:
-        logits, _ = model(batch["inputs"], train=train, rng=rng)
+    def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
+        logits, _ = model(batch["inputs"], train=rng is not None, rng=rng)
         logits = logits.astype(jnp.float32)
         ce = cross_entropy(logits, batch["targets"])
         N = self.copy_len

@@ -15,8 +15,9 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from seqlab.tasks.base import Array, Batch, Metrics, ModelSpec, cross_entropy
-from seqlab.tasks.long_range import SyntheticTask, count, total
+from seqlab.errors import DataError
+from seqlab.tasks.base import Array, Arrays, Batch, Key, LossOut, Metrics, ModelSpec, cross_entropy
+from seqlab.tasks.synthetic import SyntheticTask, count, total
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -50,9 +51,14 @@ class Seq2SeqTask(SyntheticTask):
     max_src_len: int
     max_tgt_len: int  # including EOS
 
+    KEYS = {
+        "task.text_samples": (4, "decoded eval examples logged as text at each eval"),
+        "model.embed_dim": (64, "source and target embedding width"),
+    }
+
     def __init__(self, config: ConfigDict, **kw: Any):
         super().__init__(config, **kw)
-        self.num_text_samples = int(config.task.get("text_samples", 4))
+        self.num_text_samples = int(config.task.text_samples)
         # Compiled once, reused at every eval (decoding eagerly re-traces the scan each time).
         self._decode_jit = nnx.jit(self.decode)
 
@@ -79,21 +85,13 @@ class Seq2SeqTask(SyntheticTask):
     def generate(self, rng: np.random.Generator, n: int) -> Batch:
         return pad_pairs(self.pairs(rng, n), self.max_src_len, self.max_tgt_len)
 
-    def loss(
-        self,
-        model: Any,
-        batch: dict[str, Array],
-        *,
-        carry: Any = None,
-        train: bool = False,
-        rng: Array | None = None,
-    ) -> tuple[Array, tuple[Metrics, Any]]:
+    def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
         logits, _ = model(
             batch["src"],
             batch["tgt_in"],
             src_lengths=batch["src_lengths"],
             tgt_lengths=batch["tgt_lengths"],
-            train=train,
+            train=rng is not None,
             rng=rng,
         )
         logits = logits.astype(jnp.float32)
@@ -119,7 +117,7 @@ class Seq2SeqTask(SyntheticTask):
     def eval_metrics(
         self, model: Any, batch: dict[str, Array], *, carry: Any = None
     ) -> tuple[Metrics, Any]:
-        _, (metrics, carry) = self.loss(model, batch, carry=carry, train=False)
+        _, (metrics, carry) = self.loss(model, batch, carry=carry)
         exact = jnp.all(self.decode(model, batch) == batch["tgt_out"], axis=1)
         metrics["exact_match"] = (total(exact), count(exact.shape[0]))
         return metrics, carry
@@ -154,12 +152,17 @@ class AdditionTask(Seq2SeqTask):
     name = "addition"
     CHARS = "0123456789+"
 
+    KEYS = {
+        "task.max_digits": (3, "operands have 1..max_digits digits"),
+        "task.reverse_source": (False, "feed the source reversed (Sutskever et al. 2014)"),
+    }
+
     def __init__(self, config: ConfigDict, **kw: Any):
         super().__init__(config, **kw)
-        self.max_digits = int(config.task.get("max_digits", 3))
+        self.max_digits = int(config.task.max_digits)
         if self.max_digits < 1:
-            raise ValueError("addition needs task.max_digits >= 1")
-        self.reverse_source = bool(config.task.get("reverse_source", False))
+            raise DataError("addition needs task.max_digits >= 1")
+        self.reverse_source = bool(config.task.reverse_source)
         self.vocab_size = NUM_SPECIAL + len(self.CHARS)
         self.max_src_len = 2 * self.max_digits + 1
         self.max_tgt_len = self.max_digits + 2
@@ -198,13 +201,19 @@ class ReverseTask(Seq2SeqTask):
     name = "reverse"
     LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
+    KEYS = {
+        "task.vocab": (10, "distinct symbols"),
+        "task.min_len": (1, "shortest sequence"),
+        "task.max_len": (10, "longest sequence"),
+    }
+
     def __init__(self, config: ConfigDict, **kw: Any):
         super().__init__(config, **kw)
-        self.num_symbols = int(config.task.get("vocab", 10))
-        self.min_len = int(config.task.get("min_len", 1))
-        self.max_len = int(config.task.get("max_len", 10))
+        self.num_symbols = int(config.task.vocab)
+        self.min_len = int(config.task.min_len)
+        self.max_len = int(config.task.max_len)
         if self.num_symbols < 2 or not 1 <= self.min_len <= self.max_len:
-            raise ValueError("reverse needs task.vocab >= 2 and 1 <= task.min_len <= task.max_len")
+            raise DataError("reverse needs task.vocab >= 2 and 1 <= task.min_len <= task.max_len")
         self.vocab_size = NUM_SPECIAL + self.num_symbols
         self.max_src_len = self.max_len
         self.max_tgt_len = self.max_len + 1

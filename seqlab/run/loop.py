@@ -2,14 +2,14 @@
 function. It asks the task for batches, loss and metrics and never branches on the task.
 
 Determinism: initialization is a function of ``config.seed``; the batch of step s is
-``task.train_batch(s)`` and the dropout key is ``fold_in(key(seed), s)``, so a run resumed
+``task.train_batch(s)`` and the dropout keys are ``fold_in(key(seed), s)`` (then one fold
+per dropout site, ``seqlab.recurrence.layers.dropout_key``), so a run resumed
 from a checkpoint continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -17,41 +17,21 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 from ml_collections import ConfigDict
 
-from seqlab.checkpoint import Checkpointer, check_compatible
-from seqlab.config import validate
-from seqlab.distributed import DataMesh
-from seqlab.evaluate import Evaluator, add_metrics
-from seqlab.models.build import build_model
-from seqlab.optim import make_optimizer
-from seqlab.probe import Prober
-from seqlab.seeds import Replicas
-from seqlab.tasks import Task
-from seqlab.writers import Progress, make_writer
+from seqlab.errors import RunError, TrainingError
+from seqlab.run.checkpoint import Checkpointer, check_compatible
+from seqlab.run.evaluate import Evaluator, add_metrics
+from seqlab.run.mesh import DataMesh
+from seqlab.run.probe import Prober
+from seqlab.run.replicas import Replicas
+from seqlab.run.state import checkpoint_meta, init_train_state, make_train_step
+from seqlab.run.validate import validate
+from seqlab.run.writers import Progress, make_writer, write_json
+from seqlab.tasks import complete_config
 
 PREEMPTED_EXIT_CODE = 75  # distinct exit code after a SIGTERM/SIGINT checkpoint
-SHAPE_KEYS = (
-    "cell",
-    "hidden_size",
-    "num_layers",
-    "input_kind",
-    "embed_dim",
-    "bidirectional",
-    "readout",
-    "attention",
-    "attention_size",
-    "activation",
-    "param_dtype",
-)
-
-
-class TrainingError(RuntimeError):
-    """Training stopped for a reason the user must act on (non-finite loss, explosion)."""
 
 
 class Preempted(RuntimeError):
@@ -61,79 +41,6 @@ class Preempted(RuntimeError):
             "same command to resume"
         )
         self.step = step
-
-
-def make_train_step(graphdef: Any, task: Task, tx: optax.GradientTransformation):
-    """The pure step ``(state, batch, key) -> (state, metrics)``; jit it at the call site.
-
-    A non-finite loss or gradient never reaches the parameters: the update is skipped,
-    counted, and the first such step recorded, so no non-finite state is ever saved.
-    """
-
-    def train_step(state: dict, batch: dict, key: jax.Array) -> tuple[dict, dict]:
-        rng = jax.random.fold_in(key, state["step"])
-
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params)
-            return task.loss(model, batch, carry=state["carry"], train=True, rng=rng)
-
-        (loss, (metrics, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        grad_norm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        new_state = {
-            "step": state["step"] + 1,
-            "params": keep(params, state["params"]),
-            "opt_state": keep(opt_state, state["opt_state"]),
-            "carry": keep(carry, state["carry"]),
-            "skipped": state["skipped"] + (~finite).astype(jnp.int32),
-            "first_bad": jnp.where(
-                (state["first_bad"] < 0) & ~finite, state["step"], state["first_bad"]
-            ),
-        }
-        metrics = {
-            **metrics,
-            "grad_norm": (jnp.where(finite, grad_norm, 0.0), finite.astype(jnp.float32)),
-        }
-        return new_state, metrics
-
-    return train_step
-
-
-def init_train_state(config: ConfigDict, task: Task) -> tuple[Any, dict, Any]:
-    """(graphdef, train state, optimizer): a pure function of the config and the task."""
-    model = build_model(config.model, task.spec, nnx.Rngs(params=config.seed))
-    graphdef, params = nnx.split(model)
-    tx = make_optimizer(config.optim, int(config.train.num_steps))
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": params,
-        "opt_state": tx.init(params),
-        "carry": task.initial_carry(model, task.global_batch_size),
-        "skipped": jnp.zeros((), jnp.int32),
-        "first_bad": jnp.full((), -1, jnp.int32),
-    }
-    # Every leaf its own buffer: the state is donated to the step, and a carry may hold one
-    # array twice (an LSTM's zero c and h).
-    return graphdef, jax.tree.map(jnp.array, state), tx
-
-
-def checkpoint_meta(config: ConfigDict, task: Task) -> dict[str, Any]:
-    meta = {
-        "config": config.to_dict(),
-        "task": config.task.name,
-        "spec": dataclasses.asdict(task.spec),
-        "model_shape": {
-            **{k: config.model.get(k) for k in SHAPE_KEYS},
-            "num_seeds": int(config.num_seeds),
-        },
-    }
-    vocab = getattr(task, "vocab", None)
-    if vocab is not None:
-        meta["vocab"] = vocab.to_dict()
-    return meta
 
 
 def first_bad_step(first_bad: Any) -> int:
@@ -152,21 +59,14 @@ def prepare_workdir(workdir: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ValueError(
+        raise RunError(
             f"workdir {workdir} is not writable ({e.strerror}); pick another --workdir"
         ) from e
     free = os.statvfs(workdir)
     if free.f_bavail * free.f_frsize < 50 * 2**20:
-        raise ValueError(
+        raise RunError(
             f"workdir {workdir} has less than 50 MiB free; free space or pick another --workdir"
         )
-
-
-def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 class _SignalFlag:
@@ -196,6 +96,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns
     the final eval metrics."""
     # -- setup ---------------------------------------------------------------------------
+    config = complete_config(config)
     validate(config)
     prepare_workdir(workdir)
     pi, pc = jax.process_index(), jax.process_count()
@@ -205,9 +106,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     dmesh.check_batch(task.global_batch_size)
     evals = task.eval_batches()
     if not evals:
-        raise ValueError("the task produced no eval batches; set task.eval_batches >= 1")
+        raise RunError("the task produced no eval batches; set task.eval_batches >= 1")
     dmesh.check_batch(len(next(iter(evals[0].values()))) * pc, "task.eval_batch_size")
-    graphdef, state, tx = replicas.init(init_train_state)
+    mdef, state, tx = replicas.init(init_train_state)
     state = dmesh.put_state(state, seed_axis=seeded)
     num_steps = int(config.train.num_steps)
     meta = checkpoint_meta(config, task)
@@ -231,19 +132,19 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         best = saved.get("best")
         saved_metrics = dict(saved.get("metrics") or {})  # eval metrics at that step, if any
     if pi == 0:
-        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = make_writer(
         config, workdir, resume_step=start if latest is not None else None, process_index=pi
     )
-    evaluator = Evaluator(graphdef, task, put=dmesh.put_local_batch, replicas=replicas)
-    train_step = jax.jit(replicas.map(make_train_step(graphdef, task, tx)), donate_argnums=0)
+    evaluator = Evaluator(mdef, task, put=dmesh.put_local_batch, replicas=replicas)
+    train_step = jax.jit(replicas.map(make_train_step(mdef, task, tx)), donate_argnums=0)
     key = replicas.key(config.seed)
     progress = Progress(
         num_steps, start, task.tokens_per_batch() * replicas.k, enabled=bool(t.progress) and pi == 0
     )
     if latest is not None:
         progress.write(f"resumed from {workdir} at step {start}")
-    prober = Prober(graphdef, task, dmesh.put_local_batch) if config.probe.every > 0 else None
+    prober = Prober(mdef, task, dmesh.put_local_batch) if config.probe.every > 0 else None
     probe_path = os.path.join(workdir, "probe.json")
     if prober is not None and os.path.exists(probe_path) and latest is not None:
         with open(probe_path) as f:
@@ -254,7 +155,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
             scalars = prober(step, replicas.first(state["params"]))  # replica 0
             writer.write_scalars(step, scalars)  # no-op off process 0
             if pi == 0:
-                _write_json(probe_path, prober.results)
+                write_json(probe_path, prober.results)
 
     if start == 0:
         probe(0)  # the curve at initialization
@@ -317,9 +218,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                     eval_metrics = evaluator(state["params"])
                     wall = {"perf/wall_s": time.perf_counter() - t0}
                     writer.write_scalars(done, {**eval_metrics, **wall})
-                    texts = task.text_samples(
-                        nnx.merge(graphdef, replicas.first(state["params"])), done
-                    )
+                    texts = task.text_samples(mdef.merge(replicas.first(state["params"])), done)
                     if texts:
                         writer.write_texts(done, texts)
                     progress.write(
@@ -350,7 +249,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         ckpt.close()
         writer.close()
     if pi == 0:
-        _write_json(
+        write_json(
             os.path.join(workdir, "results.json"),
             {
                 "step": int(state["step"]) if replicas.k == 1 else int(state["step"][0]),

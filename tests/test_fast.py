@@ -1,8 +1,11 @@
-"""seqlab.fastscan.run_cell_fast against seqlab.recurrence.run_cell in float64: outputs, final
-carry and gradients w.r.t. params, projected inputs, initial carry and h_perturb."""
+"""The fast engine (``seqlab.recurrence.fast.run_cell_fast``, driven by each cell's own
+kernels) against the autodiff engine (``seqlab.recurrence.run_cell``) in float64: outputs,
+final carry and gradients w.r.t. params, projected inputs, initial carry and h_perturb, for
+every cell, with lengths, reverse, remat, vmap; and when it falls back, said once."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
@@ -11,10 +14,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import seqlab.recurrence as rec
-from seqlab.cells import CELLS, LSTMCell, make_cell
-from seqlab.fastscan import GRU, GRU_RB, LSTM, MGU, cell_kind, run_cell_fast
-from seqlab.recurrence import RNNStack, run_cell
+from seqlab.cells import CELLS, Cell, LSTMCell, gru, lstm, make_cell, mgu, rnn  # noqa: F401
+from seqlab.recurrence import Recurrent, RNNStack, run_cell
+from seqlab.recurrence.fast import _said, run_cell_fast
 
 F, H, B, T = 4, 5, 3, 6
 KINDS = tuple(CELLS)  # rnn, irnn, lstm, gru, gru_reset_before, mgu
@@ -89,7 +91,7 @@ PAIRS = [(k, c) for k in KINDS for c in CORE] + [("lstm", c) for c in CASES if c
 def test_matches_run_cell(kind: str, case: str) -> None:
     reverse, lengths, perturb, remat = CASES[case]
     cell = cell64(kind, seed=KINDS.index(kind))
-    assert cell_kind(cell) is not None  # the specialized path, not the fallback
+    assert type(cell).has_fast_kernels()  # the cell's kernels, not the fallback
     xp, carry, eps, g_y = inputs(cell, 1, perturb)
     kw = {
         "lengths": None if lengths is None else jnp.asarray(lengths),
@@ -127,11 +129,22 @@ def test_float32_agrees_with_run_cell() -> None:
         assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
 
 
-def test_cell_kinds() -> None:
-    kinds = {k: cell_kind(cell64(k)) for k in KINDS}
-    assert kinds["lstm"] is LSTM and kinds["gru"] is GRU and kinds["mgu"] is MGU
-    assert kinds["gru_reset_before"] is GRU_RB
-    assert kinds["rnn"] is not None and kinds["irnn"] is not None
+def test_each_cell_owns_its_kernels() -> None:
+    kinds = {k: cell64(k).kernels() for k in KINDS}
+    assert kinds["lstm"] is lstm.KERNELS and kinds["mgu"] is mgu.KERNELS
+    assert kinds["gru"] is gru.RESET_AFTER and kinds["gru_reset_before"] is gru.RESET_BEFORE
+    assert kinds["rnn"] is rnn.rnn_kernels("tanh") and kinds["irnn"] is rnn.rnn_kernels("relu")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_is_the_forward_kernel(kind: str) -> None:
+    """One statement of the math: ``step`` (decoding, the autodiff engine) runs the kernel."""
+    cell = cell64(kind, seed=2)
+    xp, carry, _, _ = inputs(cell, 3, False)
+    k = cell.kernels()
+    params = cell.recurrent_params()
+    new, h, _ = k.fwd(k.prep(params), carry, xp[:, 0])
+    assert_close(cell.step(params, carry, xp[:, 0]), (new, h), rtol=0, atol=0)
 
 
 class PeepholeLSTM(LSTMCell):
@@ -147,7 +160,7 @@ class PeepholeLSTM(LSTMCell):
 def test_falls_back_to_run_cell(variant: str) -> None:
     if variant == "overridden_step":
         cell = PeepholeLSTM(F, H, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
-        assert cell_kind(cell) is None
+        assert not PeepholeLSTM.has_fast_kernels()
         dtype = jnp.float64
     else:
         dtype = jnp.bfloat16 if variant == "bfloat16_params" else jnp.float64
@@ -178,28 +191,50 @@ def test_vmap_over_params() -> None:
     assert_close(grads(run_cell_fast), grads(run_cell))
 
 
-def test_rnn_stack_with_fast_recurrence(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one-line switch in ``Recurrent``: a bidirectional two-layer stack is unchanged."""
-    stack = RNNStack(
-        "lstm",
-        F,
-        H,
-        num_layers=2,
-        bidirectional=True,
-        cell_kwargs={"param_dtype": jnp.float64, "init": "char_rnn"},
-        rngs=nnx.Rngs(10),
-    )
-    graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
-    x = jnp.asarray(np.random.default_rng(11).standard_normal((B, T, F)))
-    lengths = jnp.asarray([6, 3, 5])
+def test_rnn_stack_backends_agree() -> None:
+    """``backend`` on a bidirectional two-layer stack changes the engine, not the numbers."""
 
-    def run() -> Any:
+    def run(backend: str) -> Any:
+        stack = RNNStack(
+            "lstm",
+            F,
+            H,
+            num_layers=2,
+            bidirectional=True,
+            backend=backend,
+            cell_kwargs={"param_dtype": jnp.float64, "init": "char_rnn"},
+            rngs=nnx.Rngs(10),
+        )
+        assert {lay.forward.engine for lay in stack.layers} == {backend}
+        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
+        x = jnp.asarray(np.random.default_rng(11).standard_normal((B, T, F)))
+        lengths = jnp.asarray([6, 3, 5])
+
         def loss(p):
             y, aux = nnx.merge(graphdef, p, rest)(x, lengths=lengths)
             return jnp.sum(jnp.sin(y)) + sum(jnp.sum(a) for a in jax.tree.leaves(aux))
 
         return jax.jit(jax.value_and_grad(loss))(params)
 
-    ref = run()
-    monkeypatch.setattr(rec, "run_cell", run_cell_fast)
-    assert_close(run(), ref)
+    assert_close(run("fast"), run("scan"))
+
+
+class StepOnly(Cell):
+    """A new cell written as ``step`` alone (no kernels): a leaky tanh RNN."""
+
+    def step(self, params, carry, xp):
+        h = 0.5 * carry + 0.5 * jnp.tanh(xp + carry @ params["w_h"])
+        return h, h
+
+
+def test_cell_without_kernels_runs_scan_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    _said.clear()
+    with caplog.at_level(logging.WARNING, logger="seqlab"):
+        layers = [Recurrent(StepOnly(F, H, rngs=nnx.Rngs(i)), backend="fast") for i in range(3)]
+    assert [lay.engine for lay in layers] == ["scan"] * 3
+    said = [r.getMessage() for r in caplog.records if "StepOnly" in r.getMessage()]
+    assert len(said) == 1 and "backend=fast" in said[0] and "autodiff scan" in said[0]
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((B, T, F)))
+    y_fast, _ = layers[0](x)
+    y_scan, _ = Recurrent(layers[0].cell, backend="scan")(x)
+    assert_close(y_fast, y_scan, rtol=0, atol=0)

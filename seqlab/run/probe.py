@@ -1,8 +1,9 @@
 """The gradient-norm probe: g_t = ||dL/dh_t|| for every position t, in one backward pass.
 
 A zero perturbation eps_t is added to every hidden state inside the scan
-(``RNNStack(h_perturb=...)``); since h_t' = h_t + eps_t feeds both the output and the next
-step, dL/d eps_t = dL/dh_t, so differentiating once w.r.t. all the eps gives every g_t.
+(``seqlab.recurrence.layers.perturbed``); since h_t' = h_t + eps_t feeds both the output and
+the next step, dL/d eps_t = dL/dh_t, so differentiating once w.r.t. all the eps gives every
+g_t.
 
 The loss is the task's own, taken as its *sum* (``metrics['loss'][0]``): for a many-to-one
 task that is the sum of per-example losses at the last step, for a language model the summed
@@ -16,31 +17,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from seqlab.errors import RunError
 from seqlab.recurrence import Bidirectional, RNNStack
+from seqlab.recurrence.layers import perturbed
 
 Array = jax.Array
-
-
-class _Perturbed:
-    """Forwards every call to ``model``, adding ``h_perturb`` to its ``__call__``."""
-
-    def __init__(self, model: Any, eps: list[Any]):
-        self._model, self._eps = model, eps
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._model(*args, h_perturb=self._eps, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
 
 
 def find_stack(model: Any) -> RNNStack:
     """The recurrent stack the probe perturbs (a model's ``rnn``)."""
     stack = getattr(model, "rnn", None)
     if not isinstance(stack, RNNStack):
-        raise ValueError(
+        raise RunError(
             f"{type(model).__name__} has no `rnn` stack to probe "
             "(the probe supports language models and many-to-one models)"
         )
@@ -55,18 +44,16 @@ def zero_perturbations(stack: RNNStack, batch: int, length: int, dtype: Any) -> 
     return out
 
 
-def grad_norms(
-    graphdef: Any, params: Any, task: Any, batch: dict[str, Array], length: int
-) -> Array:
+def grad_norms(model: Any, task: Any, batch: dict[str, Array], length: int) -> Array:
     """(num_layers, T) array of g_t averaged over the batch (forward direction for
-    bidirectional layers). Pure; jit it with ``length`` static."""
-    model = nnx.merge(graphdef, params)
+    bidirectional layers). Pure in the model's parameters; jit it with ``length`` static."""
     stack = find_stack(model)
     B = jax.tree.leaves(batch)[0].shape[0]
     eps = zero_perturbations(stack, B, length, jnp.float32)
 
     def loss_sum(eps):
-        _, (metrics, _) = task.loss(_Perturbed(model, eps), batch, carry=None, train=False)
+        with perturbed(stack, eps):
+            _, (metrics, _) = task.loss(model, batch, carry=None)
         return metrics["loss"][0]
 
     grads = jax.grad(loss_sum)(eps)
@@ -105,11 +92,11 @@ def summarize_curve(g: np.ndarray, horizon_factor: float = 1e-3) -> dict[str, An
 class Prober:
     """Probes one run at chosen steps on a fixed batch; results keyed ``layer_k/step_s``."""
 
-    def __init__(self, graphdef: Any, task: Any, put: Any = jax.device_put):
+    def __init__(self, mdef: Any, task: Any, put: Any = jax.device_put):
         self.task = task
         self.batch = put(task.train_batch(0))
         self.length = int(jax.tree.leaves(self.batch)[0].shape[1])
-        self._fn = jax.jit(lambda p, b: grad_norms(graphdef, p, task, b, self.length))
+        self._fn = jax.jit(lambda p, b: grad_norms(mdef.merge(p), task, b, self.length))
         self.results: dict[str, dict[str, Any]] = {}
 
     def __call__(self, step: int, params: Any) -> dict[str, float]:

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from seqlab.errors import ConfigError
+
 
 def maybe_initialize() -> None:
     """Calls ``jax.distributed.initialize`` when launched as one of several processes.
@@ -55,7 +57,7 @@ class DataMesh:
 
     def check_batch(self, global_batch: int, what: str = "data.batch_size") -> None:
         if global_batch % self.size:
-            raise ValueError(
+            raise ConfigError(
                 f"{what}={global_batch} must be divisible by the {self.size} "
                 "devices it is split across"
             )

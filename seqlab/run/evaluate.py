@@ -7,8 +7,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
+from seqlab.errors import RunError
 from seqlab.tasks import Task
 
 
@@ -23,15 +23,15 @@ def means(acc: dict, prefix: str) -> dict[str, float]:
 
 
 class Evaluator:
-    """Holds the jitted eval step for one (graphdef, task) pair."""
+    """Holds the jitted eval step for one (model definition, task) pair."""
 
-    def __init__(self, graphdef: Any, task: Task, put: Any = jax.device_put, replicas: Any = None):
+    def __init__(self, mdef: Any, task: Task, put: Any = jax.device_put, replicas: Any = None):
         self.task = task
         self.replicas = replicas  # num_seeds > 1: vmapped over stacked params
         self.put = put  # assembles each process's eval rows into a global (sharded) batch
 
         def step(params, batch, carry):
-            model = nnx.merge(graphdef, params)
+            model = mdef.merge(params)
             return task.eval_metrics(model, batch, carry=carry)
 
         multi = replicas is not None and replicas.k > 1
@@ -43,7 +43,7 @@ class Evaluator:
             metrics, carry = self._step(params, self.put(batch), carry)
             acc = add_metrics(acc, metrics)
         if acc is None:
-            raise ValueError("the task produced no eval batches")
+            raise RunError("the task produced no eval batches")
         out = self.replicas.reduce(acc, prefix) if self.replicas else means(acc, prefix)
         out.update(self.task.summarize(out, prefix))
         out.update({f"baseline/{k}": float(v) for k, v in self.task.baselines().items()})

@@ -16,8 +16,10 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from seqlab.errors import RunError
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(RunError):
     """The workdir's checkpoint belongs to a different model shape or vocabulary."""
 
 
@@ -112,6 +114,12 @@ class Checkpointer:
         )
         return out["state"]
 
+    def restore_params(self, step: int) -> Any:
+        """The saved ``params`` subtree as plain nested dicts of arrays (no target needed, so
+        no task or corpus has to be built to read a model back)."""
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        return _pure(out["state"]["params"])
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -139,3 +147,15 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
             f"the checkpoint in {where} was made for a different {key.replace('_', ' ')} "
             f"({detail}); use a new --workdir or the config it was trained with"
         )
+
+
+def _pure(tree: Any) -> Any:
+    """Orbax's raw restore of an nnx.State keeps {'value': array} wrappers and string keys
+    for list indices; give back the pure dict ``nnx.replace_by_pure_dict`` takes."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {
+            (int(k) if isinstance(k, str) and k.isdigit() else k): _pure(v) for k, v in tree.items()
+        }
+    return tree

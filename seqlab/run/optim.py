@@ -5,6 +5,8 @@ from __future__ import annotations
 import optax
 from ml_collections import ConfigDict
 
+from seqlab.errors import ConfigError
+
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "warmup_cosine", "exponential")
 CLIPS = ("global_norm", "elementwise", "none")
@@ -30,7 +32,7 @@ def make_schedule(o: ConfigDict, num_steps: int) -> optax.Schedule:
             transition_begin=int(o.decay_start),
             staircase=True,
         )
-    raise ValueError(f"unknown optim.schedule {o.schedule!r}; choose one of {SCHEDULES}")
+    raise ConfigError(f"unknown optim.schedule {o.schedule!r}; choose one of {SCHEDULES}")
 
 
 def make_optimizer(o: ConfigDict, num_steps: int) -> optax.GradientTransformation:
@@ -45,11 +47,11 @@ def make_optimizer(o: ConfigDict, num_steps: int) -> optax.GradientTransformatio
     elif o.name == "sgd":
         opt = optax.sgd(sched, momentum=float(o.momentum) or None)
     else:
-        raise ValueError(f"unknown optim.name {o.name!r}; choose one of {OPTIMIZERS}")
+        raise ConfigError(f"unknown optim.name {o.name!r}; choose one of {OPTIMIZERS}")
     if o.clip == "global_norm":
         return optax.chain(optax.clip_by_global_norm(float(o.clip_value)), opt)
     if o.clip == "elementwise":
         return optax.chain(optax.clip(float(o.clip_value)), opt)
     if o.clip == "none":
         return opt
-    raise ValueError(f"unknown optim.clip {o.clip!r}; choose one of {CLIPS}")
+    raise ConfigError(f"unknown optim.clip {o.clip!r}; choose one of {CLIPS}")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqlab.errors import DataError
+
 UNITS = ("char", "byte")
 ENV_DATA_DIR = "SEQLAB_DATA_DIR"
 
@@ -49,7 +51,11 @@ STDLIB_EXCLUDE = frozenset(
 )
 
 
-class CorpusUnavailableError(FileNotFoundError):
+class CorpusFileError(DataError, FileNotFoundError):
+    """A ``file:`` corpus path that names no readable file."""
+
+
+class CorpusUnavailableError(DataError, FileNotFoundError):
     """A corpus that is neither cached nor downloadable; the message says where to put it."""
 
 
@@ -59,13 +65,13 @@ class Vocab:
 
     def __init__(self, symbols: list[str] | list[int], unit: str = "char"):
         if unit not in UNITS:
-            raise ValueError(f"unknown unit {unit!r}; choose one of {UNITS}")
+            raise DataError(f"unknown unit {unit!r}; choose one of {UNITS}")
         if unit == "char" and any(not isinstance(s, str) or len(s) != 1 for s in symbols):
-            raise ValueError("a char vocab holds single characters")
+            raise DataError("a char vocab holds single characters")
         if unit == "byte" and any(not isinstance(s, int) or not 0 <= s < 256 for s in symbols):
-            raise ValueError("a byte vocab holds integers in [0, 256)")
+            raise DataError("a byte vocab holds integers in [0, 256)")
         if list(symbols) != sorted(set(symbols)) or not symbols:
-            raise ValueError("vocab symbols must be non-empty, sorted and unique")
+            raise DataError("vocab symbols must be non-empty, sorted and unique")
         self.unit = unit
         self.symbols = tuple(symbols)
         codes = [ord(s) for s in symbols] if unit == "char" else list(symbols)
@@ -107,7 +113,7 @@ class Vocab:
         if not ok.all():
             unknown = sorted(set(codes[~ok].tolist()))
             shown = [repr(chr(c)) if self.unit == "char" else f"0x{c:02x}" for c in unknown]
-            raise ValueError(
+            raise DataError(
                 f"{len(unknown)} {self.unit}(s) not in the vocab "
                 f"(size {self.size}): {', '.join(shown[:20])}" + (" ..." if len(shown) > 20 else "")
             )
@@ -117,11 +123,18 @@ class Vocab:
         """ids -> text (byte vocabs decode UTF-8, replacing invalid sequences)."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in [0, {self.size}), got {ids.min()}..{ids.max()}")
+            raise DataError(f"ids must lie in [0, {self.size}), got {ids.min()}..{ids.max()}")
         codes = self._codes[ids]
         if self.unit == "byte":
             return bytes(codes.astype(np.uint8).tolist()).decode("utf-8", errors="replace")
         return "".join(map(chr, codes.tolist()))
+
+    def prime(self, text: str = "") -> str:
+        """The text sampling starts from: ``text``, or when empty a newline if the vocab has
+        one, else its first symbol (the one rule for text samples and ``seqlab sample``)."""
+        if text:
+            return text
+        return "\n" if ord("\n") in self._codes else self.decode([0])
 
     def to_dict(self) -> dict:
         """JSON-able; ``Vocab.from_dict`` rebuilds it (saved with checkpoints)."""
@@ -156,7 +169,7 @@ class Corpus:
 def load_corpus(name: str, *, unit: str = "char", max_chars: int = 0) -> Corpus:
     """Loads a corpus by name (see the module docstring); ``max_chars > 0`` keeps a prefix."""
     if unit not in UNITS:
-        raise ValueError(f"unknown data.unit {unit!r}; choose one of {UNITS}")
+        raise DataError(f"unknown data.unit {unit!r}; choose one of {UNITS}")
     if name in REMOTE:
         path = fetch(name)
         data, source = _read(path, unit), str(path)
@@ -165,14 +178,14 @@ def load_corpus(name: str, *, unit: str = "char", max_chars: int = 0) -> Corpus:
     elif name.startswith("file:"):
         path = Path(name[len("file:") :]).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"corpus {name!r}: no such file {path.resolve()}")
+            raise CorpusFileError(f"corpus {name!r}: no such file {path.resolve()}")
         data, source = _read(path, unit), str(path)
     else:
-        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
+        raise DataError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     if max_chars > 0:
         data = data[:max_chars]
     if not data:
-        raise ValueError(f"corpus {name!r} ({source}) is empty")
+        raise DataError(f"corpus {name!r} ({source}) is empty")
     vocab = Vocab.build(data, unit)
     return Corpus(name, vocab.encode(data), vocab, source)
 
@@ -184,7 +197,7 @@ def _read(path: Path, unit: str) -> str | bytes:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(
+        raise DataError(
             f"{path} is not valid UTF-8 at byte offset {e.start} ({e.reason}); "
             "use data.unit='byte' to model its raw bytes"
         ) from None
@@ -217,7 +230,7 @@ def fetch(name: str) -> Path:
     if path.exists():
         got = sha256_of(path)
         if got != spec.sha256:
-            raise ValueError(
+            raise DataError(
                 f"{path} has sha256 {got}, expected {spec.sha256}: the file is "
                 f"corrupt or not {name}; delete it to download it again from "
                 f"{spec.url}"
@@ -229,7 +242,7 @@ def fetch(name: str) -> Path:
         _download(spec.url, tmp)
         got = sha256_of(tmp)
         if got != spec.sha256:
-            raise ValueError(f"downloaded sha256 {got}, expected {spec.sha256}")
+            raise DataError(f"downloaded sha256 {got}, expected {spec.sha256}")
         os.replace(tmp, path)
     except Exception as e:  # any failure: say where the file should go
         reason = " ".join(str(e).split()) or type(e).__name__
@@ -273,7 +286,7 @@ def python_stdlib(max_chars: int = 0, unit: str = "char") -> str | bytes:
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     """(train, val, test) lengths of the contiguous split of ``n`` tokens."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise DataError(
             f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} "
             "must be in [0, 1) and sum to less than 1"
         )
@@ -295,7 +308,7 @@ def min_corpus_size(need: dict[str, int], val_fraction: float, test_fraction: fl
     """The smallest corpus whose splits hold at least ``need[split]`` tokens each."""
     fracs = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     if any(k > 0 and fracs[s] <= 0 for s, k in need.items()):
-        raise ValueError(f"a split with fraction 0 cannot hold tokens: {need}")
+        raise DataError(f"a split with fraction 0 cannot hold tokens: {need}")
     n = max([math.ceil(k / fracs[s]) for s, k in need.items() if k > 0] + [1])
     while True:
         sizes = dict(

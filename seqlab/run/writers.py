@@ -17,6 +17,19 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from seqlab.errors import ConfigError
+
+
+def write_json(path: str, obj: Any, *, indent: int = 2) -> None:
+    """Writes ``obj`` as JSON atomically (a temporary file renamed over ``path``): a reader,
+    or a run killed mid-write, never sees half a file. Every JSON file seqlab writes goes
+    through here."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=indent, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
 
 def _jsonable(v: Any) -> Any:
     v = float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v
@@ -84,6 +97,9 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def wandb_mode(requested: str) -> str:
@@ -171,7 +187,7 @@ class TensorBoardWriter(Writer):
         try:
             from tensorboardX import SummaryWriter
         except ImportError as e:
-            raise ValueError(
+            raise ConfigError(
                 "config.tensorboard=True needs tensorboardX: pip install 'seqlab[tensorboard]'"
             ) from e
         self.w = SummaryWriter(logdir)

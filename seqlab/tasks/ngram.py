@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
+from seqlab.errors import DataError
+
 
 class NGramLM:
     def __init__(self, order: int, discount: float = 0.75):
         if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}")
+            raise DataError(f"order must be >= 1, got {order}")
         if not 0.0 < discount < 1.0:
-            raise ValueError(f"discount must be in (0, 1), got {discount}")
+            raise DataError(f"discount must be in (0, 1), got {discount}")
         self.order = order
         self.discount = discount
         self.vocab: list[str] = []
@@ -53,7 +55,7 @@ class NGramLM:
     def loss(self, text: str, context: str = "") -> float:
         """Mean negative log-likelihood of ``text`` in nats/char (``context`` precedes it)."""
         if not text:
-            raise ValueError("cannot score empty text")
+            raise DataError("cannot score empty text")
         full = context + text
         start = len(context)
         nll = 0.0

@@ -1,17 +1,21 @@
-"""Recurrence over time: one ``lax.scan`` per layer and direction, stacked and bidirectional.
+"""Recurrent layers: one direction (``Recurrent``), both (``Bidirectional``), stacked
+(``RNNStack``).
 
 A layer projects the inputs of *all* timesteps in one matmul (``cell.project``, as cuDNN
-does), then scans only the recurrent matmul and nonlinearities (``cell.step``). There is no
-Python loop over time; compile time does not depend on the sequence length.
+does), then runs only the recurrent half of each step over time on an engine chosen by
+``backend`` (``scan.py`` or ``fast.py``). There is no Python loop over time; compile time
+does not depend on the sequence length. Padded steps (``lengths``) are inert; a reverse layer
+reads each example's valid prefix backwards.
 
-Variable lengths: with per-example ``lengths``, padded steps leave the carry unchanged and
-emit zeros, so the final carry is the state at each example's last valid step. A reverse
-layer reads each example's valid prefix backwards (padding stays at the end).
+The gradient-norm probe perturbs every hidden state through ``perturbed(stack, eps)``, a
+context read while tracing, so no model signature carries probe arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -19,99 +23,64 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqlab.cells import Carry, Cell, make_cell
+from seqlab.config import DEFAULTS
+from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
+from seqlab.recurrence.scan import run_cell
 
 Array = jax.Array
+D = DEFAULTS.model
+
+#: ``scan``: autodiff of ``lax.scan`` (every JAX transform works). ``fast``: the cell's own
+#: hand-written backward (reverse mode only, faster; see docs/BENCHMARKS.md).
+ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {"scan": run_cell, "fast": run_cell_fast}
+BACKENDS = tuple(ENGINES)
 
 
-def flip_sequences(x: Array, lengths: Array) -> Array:
-    """Reverses the first ``lengths[b]`` steps of each row of ``x`` (B, T, ...)."""
-    t = jnp.arange(x.shape[1])[None, :]
-    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-    return jax.vmap(lambda row, i: row[i])(x, idx)
+def resolve_backend(cell: Cell, backend: str) -> str:
+    """The engine that will run ``cell``: ``fast`` falls back to ``scan`` (said once in the
+    log) for a cell without kernels or with parameters the kernels do not take."""
+    if backend not in ENGINES:
+        raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+    why = fast_unavailable(cell) if backend == "fast" else None
+    if why is not None:
+        say_once(why)
+        return "scan"
+    return backend
 
 
-def length_mask(lengths: Array, max_len: int) -> Array:
-    """(B, T) boolean: True at valid steps."""
-    return jnp.arange(max_len)[None, :] < lengths[:, None]
+_PERTURB: contextvars.ContextVar[dict[int, list[Any]] | None] = contextvars.ContextVar(
+    "seqlab_perturb", default=None
+)
 
 
-def run_cell(
-    cell: Cell,
-    xp: Array,
-    carry: Carry,
-    *,
-    lengths: Array | None = None,
-    reverse: bool = False,
-    h_perturb: Array | None = None,
-    unroll: int = 1,
-    remat: bool = False,
-) -> tuple[Array, Carry]:
-    """Scans ``cell.step`` over projected inputs ``xp`` (B, T, G*H).
-
-    ``h_perturb`` (B, T, H), if given, is added to h_t inside the scan before it feeds step
-    t+1 and the output; differentiating w.r.t. it gives dL/dh_t for every t in one backward
-    pass (the gradient-norm probe). Returns (outputs (B, T, H), final carry).
-    """
-    params = cell.recurrent_params()
-    flip = reverse and lengths is not None
-    if flip:
-        xp = flip_sequences(xp, lengths)
-        h_perturb = None if h_perturb is None else flip_sequences(h_perturb, lengths)
-    xs: dict[str, Array] = {"xp": jnp.swapaxes(xp, 0, 1)}
-    if lengths is not None:
-        xs["mask"] = length_mask(lengths, xp.shape[1]).T
-    if h_perturb is not None:
-        xs["eps"] = jnp.swapaxes(h_perturb, 0, 1)
-
-    def body(c: Carry, x: dict[str, Array]) -> tuple[Carry, Array]:
-        new_c, h = cell.step(params, c, x["xp"])
-        if "eps" in x:
-            h = h + x["eps"].astype(h.dtype)
-            new_c = cell.set_hidden(new_c, h)
-        if "mask" in x:
-            m = x["mask"][:, None]
-            new_c = jax.tree.map(lambda n, o: jnp.where(m, n, o), new_c, c)
-            h = jnp.where(m, h, jnp.zeros_like(h))
-        return new_c, h
-
-    if remat:
-        body = jax.checkpoint(body)
-    carry, ys = jax.lax.scan(body, carry, xs, reverse=reverse and not flip, unroll=unroll)
-    ys = jnp.swapaxes(ys, 0, 1)
-    if flip:
-        ys = flip_sequences(ys, lengths)
-    return ys, carry
-
-
-BACKENDS = ("scan", "fast")
-
-
-def get_runner(backend: str) -> Callable[..., tuple[Array, Carry]]:
-    """``scan``: ``run_cell``, plain autodiff of ``lax.scan`` (every JAX transform works).
-    ``fast``: ``seqlab.fastscan.run_cell_fast``, same values and gradients with a hand-written
-    backward pass (reverse mode only), faster on CPU; see docs/BENCHMARKS.md."""
-    if backend == "scan":
-        return run_cell
-    if backend == "fast":
-        from seqlab.fastscan import run_cell_fast  # fastscan builds on this module
-
-        return run_cell_fast
-    raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+@contextlib.contextmanager
+def perturbed(stack: RNNStack, eps: list[Any]) -> Iterator[None]:
+    """While tracing inside this block, ``stack`` adds ``eps[layer]`` (B, T, H) -- a
+    ``(forward, backward)`` pair for a bidirectional layer -- to each h_t before it feeds step
+    t+1 and the output; differentiating w.r.t. eps gives dL/dh_t for every t at once."""
+    token = _PERTURB.set({**(_PERTURB.get() or {}), id(stack): eps})
+    try:
+        yield
+    finally:
+        _PERTURB.reset(token)
 
 
 class Recurrent(nnx.Module):
-    """One layer, one direction: hoisted input projection + scan (``backend``: BACKENDS)."""
+    """One layer, one direction: hoisted input projection + an engine over time.
+
+    ``backend`` is what was asked (``BACKENDS``); ``engine`` is what runs (``fast`` falls back
+    to ``scan`` where the cell has no kernels, said once in the log)."""
 
     def __init__(
         self,
         cell: Cell,
         *,
         reverse: bool = False,
-        unroll: int = 1,
-        remat: bool = False,
-        backend: str = "scan",
+        unroll: int = D.unroll,
+        remat: bool = D.remat,
+        backend: str = D.backend,
     ):
-        get_runner(backend)  # fail at construction, not inside a trace
+        self.engine = resolve_backend(cell, backend)  # fails here, not inside a trace
         self.cell = cell
         self.reverse = reverse
         self.unroll = unroll
@@ -135,7 +104,7 @@ class Recurrent(nnx.Module):
     ) -> tuple[Array, Carry]:
         carry = self.initial_carry(x.shape[0]) if initial_carry is None else initial_carry
         xp = self.cell.project(x)
-        return get_runner(self.backend)(
+        return ENGINES[self.engine](
             self.cell,
             xp,
             carry,
@@ -184,6 +153,16 @@ class Bidirectional(nnx.Module):
         return y, (cf, cb)
 
 
+def dropout_key(rng: Array, site: int) -> Array:
+    """The dropout key of one dropout site in a model: the step's key folded with the site.
+    Sites: 1..L-1 between stacked layers, ``OUTPUT_SITE`` after the top layer (the train step
+    folds its key with the step first: ``seqlab.run.state``)."""
+    return jax.random.fold_in(rng, site)
+
+
+OUTPUT_SITE = 10_000
+
+
 class RNNStack(nnx.Module):
     """``num_layers`` recurrent layers (optionally bidirectional), dropout between layers.
 
@@ -197,14 +176,14 @@ class RNNStack(nnx.Module):
         cell: str,
         in_features: int,
         hidden_size: int,
-        num_layers: int = 1,
+        num_layers: int = D.num_layers,
         *,
-        bidirectional: bool = False,
+        bidirectional: bool = D.bidirectional,
         merge: str = "concat",
-        dropout: float = 0.0,
-        unroll: int = 1,
-        remat: bool = False,
-        backend: str = "scan",
+        dropout: float = D.dropout,
+        unroll: int = D.unroll,
+        remat: bool = D.remat,
+        backend: str = D.backend,
         cell_kwargs: dict[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
@@ -234,6 +213,24 @@ class RNNStack(nnx.Module):
         self.dropout = nnx.Dropout(dropout)
         self.dropout_rate = dropout
 
+    @classmethod
+    def build(
+        cls,
+        in_features: int,
+        *,
+        cell: str = D.cell,
+        hidden_size: int = D.hidden_size,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+        **options: Any,
+    ) -> RNNStack:
+        """The stack a model embeds: ``options`` are this class's keyword options
+        (num_layers, bidirectional, merge, dropout, unroll, remat, backend, cell_kwargs);
+        ``param_dtype`` reaches every cell. The models forward their ``**stack`` here, so
+        the stack's options and defaults are declared once."""
+        kw = {"param_dtype": param_dtype, **(options.pop("cell_kwargs", None) or {})}
+        return cls(cell, in_features, hidden_size, cell_kwargs=kw, rngs=rngs, **options)
+
     @property
     def num_layers(self) -> int:
         return len(self.layers)
@@ -249,14 +246,14 @@ class RNNStack(nnx.Module):
         initial_carry: list[Carry] | None = None,
         train: bool = False,
         rng: Array | None = None,
-        h_perturb: list[Any] | None = None,
     ) -> tuple[Array, dict[str, Any]]:
         if train and self.dropout_rate > 0 and rng is None:
             raise ValueError("dropout needs an rng when train=True")
+        h_perturb = (_PERTURB.get() or {}).get(id(self))
         hidden_states, carries = [], []
         for i, layer in enumerate(self.layers):
             if i > 0 and train and self.dropout_rate > 0:
-                x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(rng, i))
+                x = self.dropout(x, deterministic=False, rngs=dropout_key(rng, i))
             c0 = None if initial_carry is None else initial_carry[i]
             p = None if h_perturb is None else h_perturb[i]
             x, c = layer(x, lengths=lengths, initial_carry=c0, h_perturb=p)

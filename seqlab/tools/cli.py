@@ -1,0 +1,334 @@
+"""The ``seqlab`` command. This is the only module that reads flags; it turns them into a
+config and calls the library (``train_and_evaluate``, ``Evaluator``, ``generate``).
+
+    seqlab train  --config configs/charlm.py[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+    seqlab eval   --workdir DIR [--best]
+    seqlab sample --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K]
+                  [--greedy] [--seed S] [--best]
+
+Bad input ends with one line on stderr and exit status 2; set SEQLAB_DEBUG=1 to see the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from absl import flags
+
+from seqlab.errors import SeqlabError, UsageError
+from seqlab.tools.flags import define_sweep, expand_sweep_point, one_line, parse, split_own
+
+USAGE = """usage: seqlab COMMAND [flags]
+
+commands:
+  train   --config FILE.py[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+  eval    --workdir DIR [--best]
+  sample  --workdir DIR [--prime TEXT] [--length N] [--temperature T] [--top_k K] [--greedy]
+          [--seed S] [--best] [--num_samples N]
+  probe   --config configs/probe.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG]
+          (gradient norm vs distance: the config's sweep, then its report)
+  sweep   --config FILE.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG] [--wandb]
+          [--config.KEY=VALUE ...]  (applied to every point)
+  report  DIR                      (table, CSV and figures of the runs under DIR)
+  bench   [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L] [--json FILE]
+
+`seqlab COMMAND --help` lists a command's flags."""
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_train(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
+
+    fv = parse("train", expand_sweep_point(argv), define, with_config=True)
+    from seqlab.run.loop import train_and_evaluate
+    from seqlab.run.mesh import maybe_initialize
+
+    maybe_initialize()
+    metrics = train_and_evaluate(fv.config, os.path.expandvars(fv.workdir))
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
+        flags.DEFINE_bool(
+            "best", False, "evaluate the best checkpoint, not the latest", flag_values=fv
+        )
+        flags.DEFINE_enum(
+            "split",
+            "val",
+            ["val", "test"],
+            "val (eval.json) or test (eval_test.json)",
+            flag_values=fv,
+        )
+
+    fv = parse("eval", argv, define)
+    from seqlab.run import load_run
+    from seqlab.run.evaluate import Evaluator
+    from seqlab.run.replicas import Replicas
+    from seqlab.run.writers import write_json
+
+    run = load_run(fv.workdir, fv.best)
+    replicas = Replicas(run.config)  # every seed of a num_seeds run
+    batches, prefix, out = None, "eval/", "eval.json"
+    if fv.split == "test":
+        test = getattr(replicas.task, "test_batches", None)
+        batches = test() if test is not None else []
+        if not batches:
+            why = (
+                "its data.test_fraction is 0"
+                if test is not None
+                else "generated tasks draw fresh eval data"
+            )
+            raise UsageError(f"this run has no test split ({why}); use --split val")
+        prefix, out = "test/", "eval_test.json"
+    evaluate = Evaluator(run.mdef, replicas.task, replicas=replicas)
+    metrics = evaluate(run.params, batches, prefix)
+    result = {"step": run.step, "checkpoint": "best" if fv.best else "latest", **metrics}
+    write_json(os.path.join(fv.workdir, out), result, indent=1)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_sample(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory of a char LM", flag_values=fv)
+        flags.DEFINE_string(
+            "prime",
+            None,
+            "text to start from (default: the run's task.sample_prime, else a newline)",
+            flag_values=fv,
+        )
+        flags.DEFINE_integer("length", 500, "characters to generate", lower_bound=1, flag_values=fv)
+        flags.DEFINE_float(
+            "temperature", 1.0, "softmax temperature (0 = greedy)", lower_bound=0.0, flag_values=fv
+        )
+        flags.DEFINE_integer(
+            "top_k", 0, "sample among the k likeliest (0 = all)", lower_bound=0, flag_values=fv
+        )
+        flags.DEFINE_bool("greedy", False, "always pick the likeliest character", flag_values=fv)
+        flags.DEFINE_integer("seed", 0, "sampling seed", flag_values=fv)
+        flags.DEFINE_integer("replica", 0, "which seed of a num_seeds > 1 run", flag_values=fv)
+        flags.DEFINE_integer("num_samples", 1, "independent samples", lower_bound=1, flag_values=fv)
+        flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+
+    fv = parse("sample", argv, define)
+    import jax
+
+    from seqlab.run import load_run
+
+    if fv.prime is not None and not fv.prime:
+        raise UsageError("--prime must not be empty")
+    run = load_run(fv.workdir, fv.best)
+    vocab = run.vocab
+    if vocab is None or run.spec.family != "lm":
+        raise UsageError(
+            f"{fv.workdir} is a {run.config.task.name!r} run; `seqlab sample` needs "
+            "a character language model (task.name=charlm)"
+        )
+    if fv.top_k > vocab.size:
+        raise UsageError(f"--top_k={fv.top_k} exceeds the vocabulary size {vocab.size}")
+    prime = vocab.prime(fv.prime or run.config.task.sample_prime)
+    try:
+        ids = vocab.encode(prime)
+    except ValueError as e:
+        raise UsageError(f"--prime {prime!r}: {e}") from None
+    out = run.model(fv.replica).generate(
+        ids,
+        fv.length,
+        key=jax.random.key(fv.seed),
+        temperature=fv.temperature,
+        top_k=fv.top_k,
+        greedy=fv.greedy,
+        num_samples=fv.num_samples,
+    )
+    for row in jax.device_get(out):
+        print(prime + vocab.decode(row.tolist()))
+    return 0
+
+
+def _run_points(
+    config: str, workdir: str, sweep_arg: str | None, parallel: int, extra: list
+) -> list[str]:
+    """Runs a sweep's points not yet done; returns the names of those that failed."""
+    from seqlab.tools import sweep
+
+    statuses = sweep.run_sweep(config, workdir, sweep_arg=sweep_arg, parallel=parallel, extra=extra)
+    return [n for n, s in statuses.items() if s.get("state") != "done"]
+
+
+def _said_failed(name: str, failed: list[str]) -> int:
+    if not failed:
+        return 0
+    print(
+        f"seqlab {name}: {len(failed)} point(s) failed: {', '.join(failed)}; "
+        "each point's error is in its status.json and train.log; re-run the same command "
+        "to retry them",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_probe(argv: Sequence[str]) -> int:
+    """The config's get_sweep (cells x lengths) run as `seqlab sweep` does, each point probing
+    during training, then `seqlab report` (merged probe.json, figures, decay table)."""
+    own = {"--config", "--workdir", "--parallel", "--sweep", "--help", "-h"}
+    mine, passthrough = split_own(argv, own, {"--help", "-h"})
+    fv = parse(
+        "probe",
+        mine,
+        lambda fv: define_sweep(
+            fv,
+            "output directory (re-running resumes)",
+            "argument for get_sweep(arg) (default: the config's :ARG)",
+        ),
+    )
+    if fv.config is None:
+        raise UsageError("--config is required, e.g. --config configs/probe.py")
+    # the config with the passthrough overrides, checked once before any point runs
+    config = parse(
+        "probe", ["--config", fv.config, *passthrough], lambda fv: None, with_config=True
+    ).config
+    from seqlab.run.validate import validate
+    from seqlab.tools import sweep
+    from seqlab.tools.report import probe_table, report
+
+    validate(config)
+    if config.probe.every <= 0:  # probe at init and at the end
+        passthrough.append(f"--config.probe.every={config.train.num_steps}")
+    sweep_arg = fv.sweep if fv.sweep is not None else fv.config.partition(":")[2] or None
+    try:
+        points = sweep.load_sweep(fv.config, sweep_arg)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--config {fv.config}: {one_line(e)}") from None
+    failed = _run_points(fv.config, fv.workdir, sweep_arg, fv.parallel, passthrough)
+    if len(failed) < len(points):
+        report(fv.workdir)
+        with open(os.path.join(fv.workdir, "probe.json")) as f:
+            print(probe_table(json.load(f)))
+        print(f"figures: {fv.workdir}/grad_vs_distance.png, {fv.workdir}/grad_heatmap.png")
+    return _said_failed("probe", failed)
+
+
+def cmd_sweep(argv: Sequence[str]) -> int:
+    """Runs a config's get_sweep(); flags other than these pass on to every point."""
+    own = {"--config", "--workdir", "--parallel", "--sweep", "--wandb", "--help", "-h"}
+    mine, passthrough = split_own(argv, own, {"--wandb", "--help", "-h"})
+
+    def define(fv):
+        define_sweep(fv, "sweep directory (re-running resumes)", "argument for get_sweep(arg)")
+        flags.DEFINE_bool(
+            "wandb",
+            False,
+            "write DIR/wandb_sweep.yaml for `wandb sweep` instead of running locally",
+            flag_values=fv,
+        )
+
+    fv = parse("sweep", mine, define)
+    if fv.config is None:
+        raise UsageError("--config is required, e.g. --config configs/long_range.py")
+    from seqlab.tools import sweep
+    from seqlab.tools.report import report
+
+    if fv.wandb:
+        points = sweep.load_sweep(fv.config, fv.sweep)
+        os.makedirs(fv.workdir, exist_ok=True)
+        path = os.path.join(fv.workdir, "wandb_sweep.yaml")
+        with open(path, "w") as f:
+            f.write(sweep.wandb_sweep_yaml(fv.config, fv.workdir, points))
+        print(
+            f"wrote {path} ({len(points)} points). Start it with:\n"
+            f"  wandb sweep {path}\n  wandb agent <the sweep id it prints>"
+        )
+        return 0
+    failed = _run_points(fv.config, fv.workdir, fv.sweep, fv.parallel, passthrough)
+    print(report(fv.workdir))
+    return _said_failed("sweep", failed)
+
+
+def cmd_report(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--workdir", argv[0], *argv[1:]]
+
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "directory of runs (a sweep)", flag_values=fv)
+        flags.DEFINE_string(
+            "metric", None, "metric for the figures (default: the task's)", flag_values=fv
+        )
+
+    fv = parse("report", argv, define)
+    from seqlab.tools.report import report
+
+    print(report(fv.workdir, fv.metric))
+    print(f"wrote {fv.workdir}/report.md, report.csv and figures")
+    return 0
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    """Benchmarks live beside the package (``seqlab_bench``), loaded only for this command."""
+    try:
+        from seqlab_bench.cli import main as bench
+    except ImportError as e:
+        raise UsageError(
+            f"seqlab bench needs the seqlab_bench package beside seqlab ({e}); "
+            "install from a checkout: pip install -e '.[test]'"
+        ) from None
+    return bench(argv)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "bench": cmd_bench,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "sample": cmd_sample,
+    "probe": cmd_probe,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        hint = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        print(
+            f"seqlab: unknown command {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; commands: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    from seqlab.run import PREEMPTED_EXIT_CODE, Preempted
+
+    try:
+        return COMMANDS[name](rest)
+    except Preempted as e:
+        print(f"seqlab {name}: {e}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except SeqlabError as e:
+        if os.environ.get("SEQLAB_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"seqlab {name}: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"seqlab {name}: this is a bug in seqlab, not in your input: please report it "
+            "with the command you ran and the traceback above",
+            file=sys.stderr,
+        )
+        return 1
