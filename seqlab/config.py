@@ -41,8 +41,11 @@ def base_config() -> ConfigDict:
     c.model.readout = "last"  # many-to-one: last | mean | max
     c.model.attention = False  # seq2seq: additive attention
     c.model.attention_size = 0  # 0 = hidden_size
-    c.model.init = "default"  # default (each cell's own; the IRNN's is identity) | char_rnn | irnn
-    c.model.forget_bias = 1.0  # LSTM forget-gate bias at init
+    # default (each cell's own; the IRNN's is identity) | char_rnn | irnn | chrono (lstm/gru)
+    c.model.init = "default"
+    c.model.forget_bias = 1.0  # lstm: forget-gate bias at init
+    c.model.carry_bias = 0.0  # gru: update-gate (keep the old state) bias at init
+    c.model.chrono_max_len = 0  # init=chrono (lstm, gru): the longest dependency T_max
     c.model.activation = "tanh"  # cell=rnn only: tanh | relu | identity (irnn is always relu)
     c.model.dtype = ""  # matmul compute dtype ("" = param dtype, or bfloat16)
     c.model.param_dtype = "float32"  # float32 | float64 | bfloat16
@@ -52,6 +55,18 @@ def base_config() -> ConfigDict:
     # faster; a cell without kernels runs scan and says so once); scan: autodiff of lax.scan,
     # for forward-mode or higher-order derivatives.
     c.model.backend = "fast"
+    # Linear recurrences (lru, mingru, minlstm, rglru), backend=fast: 0 = one associative
+    # scan over all T steps; N > 0 = sequential over chunks of N steps, parallel inside
+    # (memory bounded by the chunk, not by T).
+    c.model.chunk_size = 0
+    c.model.r_min = 0.9  # lru: |lambda| ring at init; rglru: a^c at init, in [r_min, r_max]
+    c.model.r_max = 0.999
+    c.model.max_phase = 6.283  # lru: arg(lambda) uniform in [0, max_phase] at init
+    # Pre-norm residual blocks (norm -> recurrence -> out -> + x): auto = for linear cells
+    # only | none | residual (any cell). out: linear | glu; mlp: add an MLP sub-block.
+    c.model.block = "auto"
+    c.model.block_out = "linear"
+    c.model.block_mlp = False
 
     c.data = ConfigDict()
     c.data.batch_size = 32  # global: split over processes and devices
@@ -62,6 +77,9 @@ def base_config() -> ConfigDict:
     c.optim.learning_rate = 2e-3
     c.optim.schedule = "constant"  # constant | warmup_cosine | exponential
     c.optim.warmup_steps = 0
+    # Steps the lr schedule spans (0 = train.num_steps). Set it to extend a run by raising
+    # train.num_steps without stretching its schedule (warmup_cosine then holds its end lr).
+    c.optim.schedule_steps = 0
     c.optim.end_lr_factor = 0.0  # warmup_cosine: final lr = factor * lr
     c.optim.decay_rate = 0.97  # exponential (char-rnn): lr *= rate every decay_every steps
     c.optim.decay_every = 1000

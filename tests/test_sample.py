@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from seqlab.models import LanguageModel
-from seqlab.models.generate import _generate, generate, sample_logits
+from seqlab.models.generate import _continue, _generate, generate, generate_chunks, sample_logits
 
 V, N, LENGTH = 11, 4, 12
 PRIME = jnp.array([3, 1, 4, 1, 5])
@@ -114,3 +114,40 @@ def test_top_k_breaks_ties_and_2d_prime_rejects_num_samples():
     lm = LanguageModel(5, hidden_size=4, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="num_samples"):
         generate(lm, jnp.array([[1, 2]]), 3, key=jax.random.key(0), num_samples=4)
+
+
+# -- long generations, a chunk at a time --------------------------------------------------------
+@pytest.mark.parametrize("chunk_size", [1, 5, 12, 100])
+@pytest.mark.parametrize("how", [{"temperature": 0.8}, {"temperature": 1.5, "top_k": 3}])
+def test_chunks_are_exactly_one_call(model, chunk_size, how):
+    key = jax.random.key(11)
+    whole = np.asarray(generate(model, PRIME, LENGTH, key=key, num_samples=N, **how))
+    chunks = [
+        np.asarray(c)
+        for c in generate_chunks(
+            model, PRIME, LENGTH, key=key, num_samples=N, chunk_size=chunk_size, **how
+        )
+    ]
+    n = -(-LENGTH // chunk_size)
+    assert len(chunks) == n and all(c.shape[0] == N for c in chunks)
+    assert max(c.shape[1] for c in chunks) <= chunk_size
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
+
+
+def test_chunks_compile_once_for_any_number_of_chunks(model):
+    list(generate_chunks(model, PRIME, 30, key=jax.random.key(0), chunk_size=10))
+    before = _continue._cache_size()
+    out = list(generate_chunks(model, PRIME, 30, key=jax.random.key(1), chunk_size=10))
+    assert len(out) == 3 and _continue._cache_size() == before
+
+
+def test_decoder_streams_utf8_split_across_chunks():
+    from seqlab.tasks.corpora import Vocab
+    from seqlab.tools.sampling import Decoder
+
+    text = "naïve café → 日本語 ok"
+    vocab = Vocab.build(text.encode(), unit="byte")
+    ids = vocab.encode(text)
+    decode = Decoder(vocab)
+    pieces = [decode(ids[i : i + 3]) for i in range(0, len(ids), 3)]
+    assert "".join(pieces) + decode(ids[:0], final=True) == text == vocab.decode(ids)

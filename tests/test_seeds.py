@@ -14,7 +14,8 @@ def config(**kw):
     c = base_config()
     c.task.name = "adding"
     c.model.hidden_size = 8
-    c.model.dropout = 0.1  # per-replica dropout keys
+    c.model.num_layers = 2  # dropout runs between the layers (a 1-layer model has none) ...
+    c.model.dropout = 0.3  # ... so each replica's own dropout keys matter
     c.data.seq_len = 6
     c.data.batch_size = 4
     c.task.eval_batches = 1
@@ -45,3 +46,26 @@ def test_replicas_match_separate_runs(tmp_path, capsys):
     )
     assert main(["eval", "--workdir", str(tmp_path / "k3")]) == 0
     assert '"eval/mse/seed_2"' in capsys.readouterr().out
+
+
+def test_each_replica_drops_out_with_its_own_seeds_keys():
+    """Replica i's dropout key is key(seed + i): the keys, and the loss each one gives a
+    model where dropout runs (another key, another loss)."""
+    import jax
+    import jax.numpy as jnp
+
+    from seqlab.run.replicas import Replicas
+    from seqlab.run.state import init_train_state
+
+    c = config(num_seeds=3, seed=5)
+    replicas = Replicas(c)
+    keys = replicas.key(c.seed)
+    for i in range(3):
+        np.testing.assert_array_equal(
+            jax.random.key_data(keys[i]), jax.random.key_data(jax.random.key(5 + i))
+        )
+    task = replicas.task
+    mdef, state, _ = init_train_state(config(seed=5), task)
+    batch = {k: jnp.asarray(v) for k, v in task.train_batch(0).items()}
+    loss = lambda key: float(task.loss(mdef.merge(state["params"]), batch, rng=key)[0])
+    assert len({loss(keys[0]), loss(keys[1]), loss(keys[2])}) == 3

@@ -325,3 +325,27 @@ def test_charlm_runlocal_learns(monkeypatch):
     assert before["eval/loss"] == pytest.approx(math.log(task.vocab.size), abs=0.1)
     assert after["eval/loss"] < before["eval/loss"] - 0.7
     assert after["eval/bpc"] == pytest.approx(after["eval/loss"] / math.log(2))
+
+
+def test_unigram_baseline_is_fit_on_train_and_scored_on_val(tmp_path):
+    """Computed here from the text: add-one unigram counts of the first (train) part, the
+    mean negative log-probability of the val part that follows it. The val part is written
+    with other letter frequencies, so scoring any other split gives another number."""
+    from collections import Counter
+
+    text = "abab abba baba. " * 60 + "xyz ab zzy. " * 12 + "ab. " * 10
+    path = tmp_path / "shifted.txt"
+    path.write_text(text)
+    task = make(path, val_fraction=0.2, test_fraction=0.05)
+    n = len(text)
+    n_val, n_test = int(n * 0.2), int(n * 0.05)
+    train, val = text[: n - n_val - n_test], text[n - n_val - n_test : n - n_test]
+    symbols = sorted(set(text))
+    counts = Counter(train)
+    total = len(train) + len(symbols)
+    logp = {s: math.log((counts[s] + 1) / total) for s in symbols}
+    score = lambda part: -sum(logp[ch] for ch in part) / len(part)
+    base = task.baselines()
+    assert base["loss"] == pytest.approx(score(val), rel=1e-9)
+    assert base["bpc"] == pytest.approx(score(val) / math.log(2), rel=1e-9)
+    assert abs(score(val) - score(train)) > 0.1 and abs(score(val) - score(text[-n_test:])) > 0.1

@@ -3,12 +3,14 @@ its config, the model with restored parameters, the step and the checkpoint's me
 
 No task is built (a char LM's corpus need not be present): the model's shape comes from the
 checkpoint's saved spec and config. A config saved before a key existed gets that key's
-documented default, and one log line names it.
+documented default, and one log line names it. A checkpoint that does not read back is
+skipped for the next one, with one log line naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -18,10 +20,14 @@ from ml_collections import ConfigDict
 
 from seqlab.errors import RunError
 from seqlab.models.build import build_model
-from seqlab.run.checkpoint import Checkpointer
+from seqlab.run.checkpoint import Checkpointer, Restored, params_of
+from seqlab.run.resume import unreadable_note
 from seqlab.run.state import ModelDef, split_model
+from seqlab.run.workdir import not_a_directory
 from seqlab.tasks import ModelSpec, complete_config, get_task_class
 from seqlab.tasks.corpora import Vocab
+
+log = logging.getLogger("seqlab")
 
 
 @dataclasses.dataclass
@@ -65,38 +71,65 @@ class Run:
         return self.mdef.merge(params)
 
 
-def checkpoint_step(workdir: str, best: bool = False) -> tuple[Checkpointer, int]:
-    """The workdir's checkpointer and its latest (or best, by the task's metric) step."""
+def read_checkpoint(workdir: str, best: bool = False) -> tuple[Checkpointer, Restored]:
+    """The workdir's checkpointer (open) and its newest (``best``: best by the task's
+    metric) checkpoint that reads back whole, as saved. Unreadable steps are skipped, not
+    moved (this only reads; the next ``seqlab train`` sets them aside): one warning line."""
+    ckdir = _checkpoints_dir(workdir)
+    ckpt = Checkpointer(ckdir, async_save=False, read_only=True)
+    steps = None
+    if best:  # "best" by the task's own metric and direction
+        meta = ckpt.newest_meta()
+        task = get_task_class(meta["task"]) if meta is not None else None
+        if task is not None:
+            ckpt.best_metric, ckpt.best_mode = task.best_metric, task.best_mode
+        steps = ckpt.by_metric() if task is not None else []
+    found = ckpt.restore_newest(steps=steps, params_only=True)
+    kind = "best " if best else ""
+    if found is None:
+        ckpt.close()
+        if ckpt.unreadable:
+            raise RunError(f"no readable {kind}checkpoint in {ckdir}: {unreadable_note(ckpt)}")
+        raise RunError(f"no {kind}checkpoint in {ckdir}")
+    if ckpt.unreadable:
+        log.warning(
+            "%s; using step %d, the %sreadable one",
+            unreadable_note(ckpt),
+            found.step,
+            kind or "newest ",
+        )
+    return ckpt, found
+
+
+def _checkpoints_dir(workdir: str) -> str:
+    if blocked := not_a_directory(workdir):
+        raise RunError(f"--workdir {blocked}, not a run directory")
     ckdir = os.path.join(workdir, "checkpoints")
+    if os.path.lexists(ckdir) and not os.path.isdir(ckdir):
+        raise RunError(f"{ckdir} is a file, not a checkpoint directory")
     if not os.path.isdir(ckdir):
         raise RunError(
             f"no checkpoints in {workdir}; train first with "
             f"`seqlab train --config ... --workdir {workdir}`"
         )
-    ckpt = Checkpointer(ckdir, async_save=False)
-    step = ckpt.latest_step()
-    if best and step is not None:  # "best" by the task's own metric and direction
-        task = get_task_class(ckpt.restore_meta(step)["task"])
-        ckpt.best_metric, ckpt.best_mode = task.best_metric, task.best_mode
-        step = ckpt.best_step()
-    if step is None:
-        ckpt.close()
-        raise RunError(f"no {'best ' if best else ''}checkpoint in {ckdir}")
-    return ckpt, step
+    return ckdir
+
+
+def checkpoint_step(workdir: str, best: bool = False) -> tuple[Checkpointer, int]:
+    """The workdir's checkpointer and the step ``load_run`` restores (see read_checkpoint)."""
+    ckpt, found = read_checkpoint(workdir, best)
+    return ckpt, found.step
 
 
 def load_run(workdir: str, best: bool = False) -> Run:
-    """The run in ``workdir`` at its latest checkpoint (``best``: the best by the task's
-    metric), with its parameters restored."""
-    ckpt, step = checkpoint_step(workdir, best)
-    try:
-        meta = ckpt.restore_meta(step)
-        tree = ckpt.restore_params(step)
-    finally:
-        ckpt.close()
+    """The run in ``workdir`` at its newest readable checkpoint (``best``: the best by the
+    task's metric), with its parameters restored."""
+    ckpt, found = read_checkpoint(workdir, best)
+    ckpt.close()
+    meta, tree = found.meta, params_of(found.state)
     config = complete_config(meta["config"], saved=True)
     spec = ModelSpec(**meta["spec"])
     abstract = nnx.eval_shape(lambda: build_model(config.model, spec, nnx.Rngs(params=0)))
     mdef, params = split_model(abstract)
     nnx.replace_by_pure_dict(params, tree)
-    return Run(os.path.abspath(workdir), config, int(step), meta, mdef, params)
+    return Run(os.path.abspath(workdir), config, int(found.step), meta, mdef, params)

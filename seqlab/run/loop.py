@@ -21,13 +21,16 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from seqlab.errors import RunError, TrainingError
-from seqlab.run.checkpoint import Checkpointer, check_compatible
+from seqlab.run.checkpoint import Checkpointer
 from seqlab.run.evaluate import Evaluator, add_metrics
+from seqlab.run.memory import check_config, out_of_memory
 from seqlab.run.mesh import DataMesh
-from seqlab.run.probe import Prober
+from seqlab.run.probe import Prober, draw_figures
 from seqlab.run.replicas import Replicas
+from seqlab.run.resume import resume
 from seqlab.run.state import checkpoint_meta, init_train_state, make_train_step
 from seqlab.run.validate import validate
+from seqlab.run.workdir import claim
 from seqlab.run.writers import Progress, make_writer, write_json
 from seqlab.tasks import complete_config
 
@@ -48,25 +51,6 @@ def first_bad_step(first_bad: Any) -> int:
     bad = np.asarray(jax.device_get(first_bad)).reshape(-1)
     bad = bad[bad >= 0]
     return int(bad.min()) if bad.size else -1
-
-
-def prepare_workdir(workdir: str) -> None:
-    """Fails early, before any training, if the workdir cannot be written."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise RunError(
-            f"workdir {workdir} is not writable ({e.strerror}); pick another --workdir"
-        ) from e
-    free = os.statvfs(workdir)
-    if free.f_bavail * free.f_frsize < 50 * 2**20:
-        raise RunError(
-            f"workdir {workdir} has less than 50 MiB free; free space or pick another --workdir"
-        )
 
 
 class _SignalFlag:
@@ -93,12 +77,18 @@ class _SignalFlag:
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns
-    the final eval metrics."""
-    # -- setup ---------------------------------------------------------------------------
+    """Trains ``config`` in ``workdir`` (resuming from its newest readable checkpoint) and
+    returns the final eval metrics. One process trains in a workdir at a time."""
     config = complete_config(config)
     validate(config)
-    prepare_workdir(workdir)
+    check_config(config, jax.device_count(), jax.process_index(), jax.process_count())  # memory
+    DataMesh().check_batch(int(config.data.batch_size))  # bad input before the workdir lock
+    with claim(workdir, jax.process_index()):  # checked, locked; a full disk is one line
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
+    # -- setup ---------------------------------------------------------------------------
     pi, pc = jax.process_index(), jax.process_count()
     replicas = Replicas(config, process_index=pi, process_count=pc)  # num_seeds copies
     task, seeded = replicas.task, replicas.k > 1
@@ -108,7 +98,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     if not evals:
         raise RunError("the task produced no eval batches; set task.eval_batches >= 1")
     dmesh.check_batch(len(next(iter(evals[0].values()))) * pc, "task.eval_batch_size")
-    mdef, state, tx = replicas.init(init_train_state)
+    with out_of_memory(config, "initializing the model"):
+        mdef, state, tx = replicas.init(init_train_state)
     state = dmesh.put_state(state, seed_axis=seeded)
     num_steps = int(config.train.num_steps)
     meta = checkpoint_meta(config, task)
@@ -120,17 +111,18 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         best_mode=task.best_mode,
     )
 
-    # -- resume --------------------------------------------------------------------------
+    # -- resume: the newest readable checkpoint (unreadable ones set aside), or step 0 ----
     start, initial_loss, best, saved_metrics = 0, None, None, {}
-    latest = ckpt.latest_step()
-    if latest is not None:
-        saved = ckpt.restore_meta(latest)
-        check_compatible(saved, meta, workdir)
-        state = ckpt.restore(latest, state)
-        start = int(state["step"])
+    found, finished = resume(ckpt, state, meta, workdir, num_steps, set_aside=pi == 0)
+    latest = found.step if found is not None else None
+    if found is not None:
+        saved, state, start = found.meta, found.state, found.step
         initial_loss = saved.get("initial_loss")
         best = saved.get("best")
         saved_metrics = dict(saved.get("metrics") or {})  # eval metrics at that step, if any
+    if finished:  # run again once finished: its results stand, nothing is rewritten
+        ckpt.close()
+        return saved_metrics
     if pi == 0:
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = make_writer(
@@ -156,6 +148,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
             writer.write_scalars(step, scalars)  # no-op off process 0
             if pi == 0:
                 write_json(probe_path, prober.results)
+                figures = draw_figures(prober.results, workdir) if writer.wants_figures else {}
+                writer.write_probe(step, prober.results, figures)  # W&B: curves and figures
 
     if start == 0:
         probe(0)  # the curve at initialization
@@ -175,7 +169,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     eval_metrics = saved_metrics if start >= num_steps else {}
     acc, t0 = None, time.perf_counter()
     try:
-        with _SignalFlag() as sig:
+        with _SignalFlag() as sig, out_of_memory(config):  # one line, not XLA's
             for step in range(start, num_steps):
                 batch = dmesh.put_local_batch(replicas.train_batch(step), seed_axis=seeded)
                 state, metrics = train_step(state, batch, key)
@@ -246,8 +240,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                     break
     finally:
         progress.close()
-        ckpt.close()
-        writer.close()
+        try:
+            ckpt.close()  # raises the failure of a background save (a full disk)
+        finally:
+            writer.close()
     if pi == 0:
         write_json(
             os.path.join(workdir, "results.json"),

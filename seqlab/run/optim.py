@@ -1,4 +1,9 @@
-"""The optax chain a config asks for: clipping, then the optimizer with its lr schedule."""
+"""The optax chain a config asks for: clipping, then the optimizer with its lr schedule.
+
+The schedule spans ``optim.schedule_steps`` steps, or ``train.num_steps`` when that is 0: so
+raising ``train.num_steps`` to extend a run stretches a ``warmup_cosine`` schedule (the lr
+at steps already taken changes) unless ``optim.schedule_steps`` fixes its length.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,16 @@ SCHEDULES = ("constant", "warmup_cosine", "exponential")
 CLIPS = ("global_norm", "elementwise", "none")
 
 
+def schedule_length(o: ConfigDict, num_steps: int) -> int:
+    """The steps the schedule spans: ``o.schedule_steps``, or ``num_steps`` (train.num_steps)
+    when that is 0."""
+    return int(o.schedule_steps) or int(num_steps)
+
+
 def make_schedule(o: ConfigDict, num_steps: int) -> optax.Schedule:
+    """``num_steps`` is train.num_steps; ``o.schedule_steps`` > 0 replaces it."""
     lr = float(o.learning_rate)
+    length = schedule_length(o, num_steps)
     if o.schedule == "constant":
         return optax.constant_schedule(lr)
     if o.schedule == "warmup_cosine":
@@ -21,7 +34,7 @@ def make_schedule(o: ConfigDict, num_steps: int) -> optax.Schedule:
             init_value=0.0,
             peak_value=lr,
             warmup_steps=int(o.warmup_steps),
-            decay_steps=max(int(num_steps), int(o.warmup_steps) + 1),
+            decay_steps=max(length, int(o.warmup_steps) + 1),
             end_value=lr * float(o.end_lr_factor),
         )
     if o.schedule == "exponential":  # char-rnn: lr *= decay_rate every decay_every steps
@@ -36,7 +49,8 @@ def make_schedule(o: ConfigDict, num_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(o: ConfigDict, num_steps: int) -> optax.GradientTransformation:
-    """``o`` is ``config.optim``. Gradient clipping comes first, as in char-rnn."""
+    """``o`` is ``config.optim``; ``num_steps`` is train.num_steps (the schedule's length
+    unless ``o.schedule_steps`` is set). Gradient clipping comes first, as in char-rnn."""
     sched = make_schedule(o, num_steps)
     if o.name == "adam":
         opt = optax.adam(sched, b1=float(o.b1), b2=float(o.b2))

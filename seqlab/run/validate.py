@@ -5,21 +5,30 @@ naming the key, what is wrong and what would be right."""
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from ml_collections import ConfigDict
 
-from seqlab.cells import ACTIVATIONS, CELLS, INIT_PRESETS
+from seqlab.cells import ACTIVATIONS, CELLS, INIT_PRESETS, LinearCell
+from seqlab.config import DEFAULTS, base_config
 from seqlab.errors import ConfigError
-from seqlab.models.build import COMPUTE_DTYPES, PARAM_DTYPES
+from seqlab.models.build import CELL_OPTIONS, COMPUTE_DTYPES, PARAM_DTYPES
 from seqlab.models.classifier import READOUTS
 from seqlab.models.inputs import TOKEN_INPUT_KINDS
 from seqlab.recurrence import BACKENDS
+from seqlab.recurrence.blocks import BLOCK_OUTS, BLOCKS
+from seqlab.recurrence.layers import resolve_block
 from seqlab.run.optim import CLIPS, OPTIMIZERS, SCHEDULES
 from seqlab.run.writers import WANDB_MODES
-from seqlab.tasks import TASKS
+from seqlab.tasks import MOVED, TASKS, get_task_class, task_config
 
 ON_NONFINITE = ("stop", "skip")
+#: each cell option -> the cells that have it (irnn: always relu, its own default)
+OPTION_CELLS = {
+    key: tuple(c for c, keys in CELL_OPTIONS.items() if key in keys)
+    for key in sorted({k for keys in CELL_OPTIONS.values() for k in keys})
+}
 
 
 def _check(ok: bool, key: str, value: Any, need: str) -> None:
@@ -53,6 +62,58 @@ def _model(m: ConfigDict) -> None:
         "must be >= 1 when model.input_kind='embed'",
     )
     _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
+    _recurrence(m)
+
+
+def _recurrence(m: ConfigDict) -> None:
+    """Cell options, blocks and the linear recurrences' keys."""
+    for key, cells in OPTION_CELLS.items():  # an option set for a cell that lacks it
+        _check(
+            m.cell in cells or m[key] == DEFAULTS.model[key],
+            f"model.{key}",
+            m[key],
+            f"cell {m.cell!r} has no such option (it applies to {', '.join(cells)})",
+        )
+    linear = issubclass(CELLS[m.cell][0], LinearCell)
+    _check(
+        not (linear and m.bidirectional and m.readout == "last"),
+        "model.readout",
+        m.readout,
+        "a bidirectional linear recurrence reads out with mean or max (its final state is "
+        "not its output)",
+    )
+    _check(
+        linear or m.backend != "parallel",
+        "model.backend",
+        m.backend,
+        f"'parallel' is the linear recurrences' associative scan; {m.cell!r} is not one",
+    )
+    _check(
+        not linear or m.init == "default",
+        "model.init",
+        m.init,
+        f"{m.cell!r} has its own initialization (set model.r_min/r_max instead)",
+    )
+    if m.init == "chrono":
+        need = "chrono_max_len" in CELL_OPTIONS.get(m.cell, ())
+        _check(need, "model.init", m.init, "chrono initialization is for lstm and gru cells")
+        _check(m.chrono_max_len >= 2, "model.chrono_max_len", m.chrono_max_len, "must be >= 2")
+    _one_of("model.block", m.block, BLOCKS)
+    _one_of("model.block_out", m.block_out, BLOCK_OUTS)
+    _check(
+        not (m.bidirectional and resolve_block(m.block, m.cell) == "residual"),
+        "model.block",
+        m.block,
+        "residual blocks are unidirectional: set model.block=none for a bidirectional model",
+    )
+    _check(
+        isinstance(m.chunk_size, int) and m.chunk_size >= 0,
+        "model.chunk_size",
+        m.chunk_size,
+        "must be an integer >= 0 (0 = one parallel scan over all steps)",
+    )
+    _check(0.0 <= m.r_min <= m.r_max < 1.0, "model.r_min", m.r_min, "need 0 <= r_min <= r_max < 1")
+    _check(m.max_phase > 0, "model.max_phase", m.max_phase, "must be > 0")
 
 
 def _optim(o: ConfigDict) -> None:
@@ -64,11 +125,19 @@ def _optim(o: ConfigDict) -> None:
     _check(0.0 < o.decay_rate <= 1.0, "optim.decay_rate", o.decay_rate, "must be in (0, 1]")
     _check(o.decay_every >= 1, "optim.decay_every", o.decay_every, "must be >= 1")
     _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
+    _check(
+        isinstance(o.schedule_steps, int) and o.schedule_steps >= 0,
+        "optim.schedule_steps",
+        o.schedule_steps,
+        "must be an integer >= 0 (0 = train.num_steps)",
+    )
 
 
 def validate(c: ConfigDict) -> None:
     """Checks names and ranges; raises ConfigError on the first bad value."""
+    _sections(c)
     _one_of("task.name", c.task.name, TASKS)
+    _leaves(c)
     _model(c.model)
     for key, value in (
         ("model.hidden_size", c.model.hidden_size),
@@ -93,3 +162,85 @@ def validate(c: ConfigDict) -> None:
         "must be >= 0 (0 turns the check off)",
     )
     _one_of("wandb.mode", c.wandb.mode, WANDB_MODES)
+    _ranges(c)
+
+
+# -- every leaf: a declared key, of its declared type, finite; the ranges the rest omit ------
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, (dict, ConfigDict)):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _sections(c: Any) -> None:
+    """Each section of ``base_config()`` is a section (a ConfigDict), not a value."""
+    if not isinstance(c, (ConfigDict, dict)):
+        raise ConfigError(
+            f"the config is a {type(c).__name__}; get_config must return a ConfigDict"
+        )
+    for name, default in base_config().items():
+        if not isinstance(default, ConfigDict):
+            continue
+        if name not in c:
+            raise ConfigError(
+                f"the config has no {name!r} section; start get_config from "
+                "seqlab.tasks.task_config(name), which has every key"
+            )
+        if not isinstance(c[name], (ConfigDict, dict)):
+            keys = ", ".join(f"{name}.{k}" for k in list(default)[:2])
+            raise ConfigError(
+                f"config.{name}={c[name]!r} is invalid: must be a section ({keys}, ...)"
+            )
+
+
+def _leaves(c: ConfigDict) -> None:
+    """Every key is a declared one, of the declared type, and no float is nan or inf."""
+    declared = _flat(task_config(c.task.name))
+    for name in TASKS:  # another task's keys may stay (a sweep can switch task.name)
+        for key, (default, _) in get_task_class(name).config_keys().items():
+            declared.setdefault(key, default)
+    for key, value in _flat(c).items():
+        if key not in declared:
+            if key in MOVED:
+                continue
+            hint = difflib.get_close_matches(key, list(declared), n=1)
+            raise ConfigError(
+                f"config.{key} is not a config key"
+                + (f" (did you mean config.{hint[0]}?)" if hint else "")
+                + "; every key is declared in seqlab/config.py or its task's KEYS"
+            )
+        _check(_same_type(value, declared[key]), key, value, _type_need(declared[key]))
+        if isinstance(value, float):
+            _check(math.isfinite(value), key, value, "must be a finite number")
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return default is None or isinstance(value, type(default))
+
+
+def _type_need(default: Any) -> str:
+    names = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
+    return "must be " + names.get(type(default), f"a {type(default).__name__}")
+
+
+def _ranges(c: ConfigDict) -> None:
+    """What the checks above leave open: optimizer coefficients, time limits, and every
+    integer key at least 0 (seeds, sizes and counts are never negative)."""
+    o = c.optim
+    for key in ("b1", "b2", "momentum"):
+        _check(0.0 <= o[key] < 1.0, f"optim.{key}", o[key], "must be in [0, 1)")
+    _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+    _check(o.end_lr_factor >= 0, "optim.end_lr_factor", o.end_lr_factor, "must be >= 0")
+    limit = c.train.time_limit_s
+    _check(limit >= 0, "train.time_limit_s", limit, "must be >= 0 (0 = no limit)")
+    for key, value in _flat(c).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            _check(value >= 0, key, value, "must be an integer >= 0")

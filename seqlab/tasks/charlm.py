@@ -87,6 +87,11 @@ class CharLMTask(Task):
                 f"task.sample_temperatures={temps!r} is not comma-separated numbers "
                 "(e.g. '0.5,1.0')"
             ) from None
+        if not all(math.isfinite(t) and t >= 0 for t in self.sample_temperatures):
+            raise DataError(
+                f"task.sample_temperatures={temps!r}: each must be a finite number >= 0 "
+                "(0 = greedy)"
+            )
         self.prime_ids = self._prime(str(t.sample_prime))
         self._eval: list[Batch] | None = None
         self._baselines: dict[str, float] | None = None

@@ -1,4 +1,4 @@
-"""Text corpora for character/byte language models, and the vocabulary that encodes them.
+"""Text corpora for character/byte language models (their vocabulary: ``vocab.py``).
 
 ``load_corpus(name)`` knows three kinds of corpus:
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 import sysconfig
 import urllib.request
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from seqlab.errors import DataError
+from seqlab.tasks.vocab import UNITS, Vocab  # noqa: F401 (Vocab: re-exported)
 
-UNITS = ("char", "byte")
 ENV_DATA_DIR = "SEQLAB_DATA_DIR"
 
 
@@ -59,99 +60,6 @@ class CorpusUnavailableError(DataError, FileNotFoundError):
     """A corpus that is neither cached nor downloadable; the message says where to put it."""
 
 
-# -- vocabulary ----------------------------------------------------------------------------
-class Vocab:
-    """Sorted characters (``unit='char'``) or byte values (``unit='byte'``) <-> ids 0..V-1."""
-
-    def __init__(self, symbols: list[str] | list[int], unit: str = "char"):
-        if unit not in UNITS:
-            raise DataError(f"unknown unit {unit!r}; choose one of {UNITS}")
-        if unit == "char" and any(not isinstance(s, str) or len(s) != 1 for s in symbols):
-            raise DataError("a char vocab holds single characters")
-        if unit == "byte" and any(not isinstance(s, int) or not 0 <= s < 256 for s in symbols):
-            raise DataError("a byte vocab holds integers in [0, 256)")
-        if list(symbols) != sorted(set(symbols)) or not symbols:
-            raise DataError("vocab symbols must be non-empty, sorted and unique")
-        self.unit = unit
-        self.symbols = tuple(symbols)
-        codes = [ord(s) for s in symbols] if unit == "char" else list(symbols)
-        self._codes = np.asarray(codes, np.int64)
-
-    @classmethod
-    def build(cls, data: str | bytes, unit: str = "char") -> Vocab:
-        """The vocab of every distinct symbol in ``data``."""
-        codes = np.unique(_codes(data))
-        if unit == "char":
-            return cls([chr(c) for c in codes], "char")
-        return cls([int(c) for c in codes], "byte")
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    @property
-    def size(self) -> int:
-        return len(self.symbols)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and (self.unit, self.symbols) == (other.unit, other.symbols)
-
-    def __hash__(self) -> int:
-        return hash((self.unit, self.symbols))
-
-    def __repr__(self) -> str:
-        return f"Vocab(unit={self.unit!r}, size={self.size})"
-
-    def encode(self, data: str | bytes) -> np.ndarray:
-        """Text (or bytes, for a byte vocab) -> int32 ids; unknown symbols are a ValueError."""
-        if self.unit == "byte" and isinstance(data, str):
-            data = data.encode("utf-8")
-        if self.unit == "char" and not isinstance(data, str):
-            raise TypeError("a char vocab encodes str; decode the bytes first")
-        codes = _codes(data)
-        ids = np.searchsorted(self._codes, codes)
-        ok = self._codes[np.minimum(ids, len(self._codes) - 1)] == codes
-        if not ok.all():
-            unknown = sorted(set(codes[~ok].tolist()))
-            shown = [repr(chr(c)) if self.unit == "char" else f"0x{c:02x}" for c in unknown]
-            raise DataError(
-                f"{len(unknown)} {self.unit}(s) not in the vocab "
-                f"(size {self.size}): {', '.join(shown[:20])}" + (" ..." if len(shown) > 20 else "")
-            )
-        return ids.astype(np.int32)
-
-    def decode(self, ids) -> str:
-        """ids -> text (byte vocabs decode UTF-8, replacing invalid sequences)."""
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise DataError(f"ids must lie in [0, {self.size}), got {ids.min()}..{ids.max()}")
-        codes = self._codes[ids]
-        if self.unit == "byte":
-            return bytes(codes.astype(np.uint8).tolist()).decode("utf-8", errors="replace")
-        return "".join(map(chr, codes.tolist()))
-
-    def prime(self, text: str = "") -> str:
-        """The text sampling starts from: ``text``, or when empty a newline if the vocab has
-        one, else its first symbol (the one rule for text samples and ``seqlab sample``)."""
-        if text:
-            return text
-        return "\n" if ord("\n") in self._codes else self.decode([0])
-
-    def to_dict(self) -> dict:
-        """JSON-able; ``Vocab.from_dict`` rebuilds it (saved with checkpoints)."""
-        return {"unit": self.unit, "symbols": list(self.symbols)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Vocab:
-        return cls(list(d["symbols"]), d.get("unit", "char"))
-
-
-def _codes(data: str | bytes) -> np.ndarray:
-    """Unicode code points of a str, or byte values of bytes, as int64."""
-    if isinstance(data, str):
-        return np.frombuffer(data.encode("utf-32-le"), np.uint32).astype(np.int64)
-    return np.frombuffer(bytes(data), np.uint8).astype(np.int64)
-
-
 # -- corpora -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Corpus:
@@ -166,19 +74,25 @@ class Corpus:
         return len(self.ids)
 
 
+#: the last corpus loaded, by what it was read from: a run's seed replicas, its memory check
+#: and a sweep's check of every point read a corpus once (its ids are read-only)
+_LAST: dict[tuple, Corpus] = {}
+
+
 def load_corpus(name: str, *, unit: str = "char", max_chars: int = 0) -> Corpus:
     """Loads a corpus by name (see the module docstring); ``max_chars > 0`` keeps a prefix."""
     if unit not in UNITS:
         raise DataError(f"unknown data.unit {unit!r}; choose one of {UNITS}")
+    key = _source_key(name, unit, max_chars)
+    if key is not None and key in _LAST:
+        return _LAST[key]
     if name in REMOTE:
         path = fetch(name)
         data, source = _read(path, unit), str(path)
     elif name == "python_stdlib":
         data, source = python_stdlib(max_chars, unit), sysconfig.get_paths()["stdlib"]
     elif name.startswith("file:"):
-        path = Path(name[len("file:") :]).expanduser()
-        if not path.is_file():
-            raise CorpusFileError(f"corpus {name!r}: no such file {path.resolve()}")
+        path = corpus_file(name)
         data, source = _read(path, unit), str(path)
     else:
         raise DataError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
@@ -187,11 +101,73 @@ def load_corpus(name: str, *, unit: str = "char", max_chars: int = 0) -> Corpus:
     if not data:
         raise DataError(f"corpus {name!r} ({source}) is empty")
     vocab = Vocab.build(data, unit)
-    return Corpus(name, vocab.encode(data), vocab, source)
+    ids = vocab.encode(data)
+    ids.setflags(write=False)
+    corpus = Corpus(name, ids, vocab, source)
+    if key is not None:
+        _LAST.clear()
+        _LAST[key] = corpus
+    return corpus
+
+
+def _source_key(name: str, unit: str, max_chars: int) -> tuple | None:
+    """What identifies a corpus's content: the file's identity and modification time (none
+    for a file that cannot be read, whose error the loader gives)."""
+    if name == "python_stdlib":
+        return (name, unit, max_chars)
+    if name in REMOTE:
+        path = data_dir() / REMOTE[name].relpath
+    elif name.startswith("file:") and name[len("file:") :]:
+        path = Path(name[len("file:") :]).expanduser()
+    else:
+        return None
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (str(path.resolve()), unit, max_chars, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def corpus_file(name: str) -> Path:
+    """The path of a ``file:PATH`` corpus, if it names a regular file this process can read;
+    else one CorpusFileError saying what is there instead."""
+    raw = name[len("file:") :]
+    if not raw.strip():
+        raise CorpusFileError(f"corpus {name!r} names no file: use file:/path/to/text.txt")
+    path = Path(raw).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CorpusFileError(f"corpus {name!r}: no such file {path.resolve()}") from None
+    except OSError as e:  # a parent that is a file, a loop of links, no permission
+        raise CorpusFileError(f"corpus {name!r}: cannot open {path} ({e.strerror})") from None
+    kind = _file_kind(mode)
+    if kind:
+        raise CorpusFileError(f"corpus {name!r}: {path} is {kind}, not a regular text file")
+    if not os.access(path, os.R_OK):
+        raise CorpusFileError(f"corpus {name!r}: {path} is not readable (permission denied)")
+    return path
+
+
+def _file_kind(mode: int) -> str:
+    """ "" for a regular file, else what it is instead (a directory, a FIFO, ...)."""
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "" if stat.S_ISREG(mode) else "not a regular file"
 
 
 def _read(path: Path, unit: str) -> str | bytes:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CorpusFileError(f"cannot read corpus {path} ({e.strerror})") from None
     if unit == "byte":
         return raw
     try:
@@ -227,8 +203,12 @@ def fetch(name: str) -> Path:
     """The verified local copy of a remote corpus, downloading it once if it is missing."""
     spec = REMOTE[name]
     path = data_dir() / spec.relpath
+    _check_data_path(path)
     if path.exists():
-        got = sha256_of(path)
+        try:
+            got = sha256_of(path)
+        except OSError as e:
+            raise DataError(f"cannot read {path} ({e.strerror})") from None
         if got != spec.sha256:
             raise DataError(
                 f"{path} has sha256 {got}, expected {spec.sha256}: the file is "
@@ -253,6 +233,26 @@ def fetch(name: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _check_data_path(path: Path) -> None:
+    """One DataError when a file stands where the data dir (or a folder under it) should be,
+    or something other than a file where the corpus should be."""
+    root = data_dir()
+    named = f"{ENV_DATA_DIR}={root}" if os.environ.get(ENV_DATA_DIR) else f"the data dir {root}"
+    if os.path.lexists(root) and not root.is_dir():
+        raise DataError(
+            f"{named} is a file, not a directory: point {ENV_DATA_DIR} at a folder "
+            "(default ~/.cache/seqlab)"
+        )
+    for parent in [p for p in reversed(path.parents) if p.is_relative_to(root) and p != root]:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise DataError(
+                f"{parent} in {named} is a file where a folder should be; move it aside"
+            )
+    if os.path.lexists(path) and not path.is_file():
+        kind = _file_kind(os.stat(path).st_mode) if path.exists() else "a broken link"
+        raise DataError(f"{path} is {kind}, not the corpus file; move it aside")
 
 
 def python_stdlib(max_chars: int = 0, unit: str = "char") -> str | bytes:

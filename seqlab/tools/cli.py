@@ -12,8 +12,10 @@ traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import math
 import os
 import sys
 import traceback
@@ -21,8 +23,8 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from seqlab.errors import SeqlabError, UsageError
-from seqlab.tools.flags import define_sweep, expand_sweep_point, one_line, parse, split_own
+from seqlab.errors import RunError, SeqlabError, UsageError
+from seqlab.tools.flags import define_sweep, expand_sweep_point, parse, split_own
 
 USAGE = """usage: seqlab COMMAND [flags]
 
@@ -42,17 +44,30 @@ commands:
 
 
 # -- commands --------------------------------------------------------------------------------
+SAMPLE_CHUNK = 4096  # `seqlab sample` generates this many steps per compiled call
+
+
 def cmd_train(argv: Sequence[str]) -> int:
     def define(fv):
         flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
 
     fv = parse("train", expand_sweep_point(argv), define, with_config=True)
+    import time
+
+    import jax
+
     from seqlab.run.loop import train_and_evaluate
     from seqlab.run.mesh import maybe_initialize
+    from seqlab.tools.summary import ResumePoint, summary
 
     maybe_initialize()
-    metrics = train_and_evaluate(fv.config, os.path.expandvars(fv.workdir))
-    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
+    workdir = os.path.expandvars(fv.workdir)
+    resumed = ResumePoint(workdir)  # lists the step folders before the run
+    t0 = time.perf_counter()
+    metrics = train_and_evaluate(fv.config, workdir)
+    if jax.process_index() == 0:  # the final metrics are also in WORKDIR/results.json
+        wall = time.perf_counter() - t0
+        print(summary(workdir, fv.config, metrics, start=resumed.step(), wall_s=wall))
     return 0
 
 
@@ -93,7 +108,11 @@ def cmd_eval(argv: Sequence[str]) -> int:
     evaluate = Evaluator(run.mdef, replicas.task, replicas=replicas)
     metrics = evaluate(run.params, batches, prefix)
     result = {"step": run.step, "checkpoint": "best" if fv.best else "latest", **metrics}
-    write_json(os.path.join(fv.workdir, out), result, indent=1)
+    try:
+        write_json(os.path.join(fv.workdir, out), result, indent=1)
+    except OSError as e:  # a read-only or full workdir: the numbers are still printed
+        print(json.dumps(result, indent=1))
+        raise RunError(f"could not write {out} in {fv.workdir} ({e.strerror})") from None
     print(json.dumps(result, indent=1))
     return 0
 
@@ -107,7 +126,14 @@ def cmd_sample(argv: Sequence[str]) -> int:
             "text to start from (default: the run's task.sample_prime, else a newline)",
             flag_values=fv,
         )
-        flags.DEFINE_integer("length", 500, "characters to generate", lower_bound=1, flag_values=fv)
+        flags.DEFINE_integer(
+            "length",
+            500,
+            f"characters to generate (streamed; above {SAMPLE_CHUNK} a progress bar shows "
+            "on stderr)",
+            lower_bound=1,
+            flag_values=fv,
+        )
         flags.DEFINE_float(
             "temperature", 1.0, "softmax temperature (0 = greedy)", lower_bound=0.0, flag_values=fv
         )
@@ -117,61 +143,87 @@ def cmd_sample(argv: Sequence[str]) -> int:
         flags.DEFINE_bool("greedy", False, "always pick the likeliest character", flag_values=fv)
         flags.DEFINE_integer("seed", 0, "sampling seed", flag_values=fv)
         flags.DEFINE_integer("replica", 0, "which seed of a num_seeds > 1 run", flag_values=fv)
-        flags.DEFINE_integer("num_samples", 1, "independent samples", lower_bound=1, flag_values=fv)
+        flags.DEFINE_integer(
+            "num_samples",
+            1,
+            "independent samples; when N > 1 each follows a line '--- sample i/N (seed S, "
+            "temperature T) ---' (one sample is printed bare)",
+            lower_bound=1,
+            flag_values=fv,
+        )
         flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
 
     fv = parse("sample", argv, define)
+    if not math.isfinite(fv.temperature):  # nan passes absl's lower_bound: nothing sampled
+        raise UsageError(
+            f"--temperature={fv.temperature} must be a finite number >= 0 (0 = greedy)"
+        )
     import jax
 
+    from seqlab.models.generate import generate_chunks
     from seqlab.run import load_run
+    from seqlab.run.memory import check_sample_meta
+    from seqlab.tools import sampling
 
     if fv.prime is not None and not fv.prime:
         raise UsageError("--prime must not be empty")
+    meta = sampling.saved_meta(fv.workdir)  # the flags are checked before any array is read
+    if meta is not None:
+        sampling.check_flags(meta, fv.workdir, top_k=fv.top_k, prime=fv.prime, replica=fv.replica)
+        check_sample_meta(meta, fv.num_samples, fv.length, fv.prime, SAMPLE_CHUNK)  # memory
     run = load_run(fv.workdir, fv.best)
-    vocab = run.vocab
-    if vocab is None or run.spec.family != "lm":
-        raise UsageError(
-            f"{fv.workdir} is a {run.config.task.name!r} run; `seqlab sample` needs "
-            "a character language model (task.name=charlm)"
-        )
-    if fv.top_k > vocab.size:
-        raise UsageError(f"--top_k={fv.top_k} exceeds the vocabulary size {vocab.size}")
-    prime = vocab.prime(fv.prime or run.config.task.sample_prime)
-    try:
-        ids = vocab.encode(prime)
-    except ValueError as e:
-        raise UsageError(f"--prime {prime!r}: {e}") from None
-    out = run.model(fv.replica).generate(
+    vocab, prime, ids = sampling.check_flags(
+        run.meta, fv.workdir, top_k=fv.top_k, prime=fv.prime, replica=fv.replica
+    )
+    n = fv.num_samples
+    how = {"temperature": fv.temperature, "top_k": fv.top_k, "greedy": fv.greedy}
+    chunks = generate_chunks(
+        run.model(fv.replica),
         ids,
         fv.length,
         key=jax.random.key(fv.seed),
-        temperature=fv.temperature,
-        top_k=fv.top_k,
-        greedy=fv.greedy,
-        num_samples=fv.num_samples,
+        num_samples=n,
+        chunk_size=SAMPLE_CHUNK,
+        **how,
     )
-    for row in jax.device_get(out):
-        print(prime + vocab.decode(row.tolist()))
+    headers = None
+    if n > 1:
+        headers = [sampling.header(i, n, seed=fv.seed, **how) for i in range(1, n + 1)]
+    chunks = sampling.with_progress(chunks, fv.length, enabled=fv.length > SAMPLE_CHUNK)
+    try:
+        sampling.write_samples(chunks, vocab, prime, headers)
+    except BrokenPipeError:  # `seqlab sample ... | head`: the reader has what it wanted
+        with contextlib.suppress(OSError, ValueError):  # spare the exit-time flush its error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
 def _run_points(
     config: str, workdir: str, sweep_arg: str | None, parallel: int, extra: list
-) -> list[str]:
-    """Runs a sweep's points not yet done; returns the names of those that failed."""
+) -> dict[str, dict]:
+    """Runs a sweep's points not yet done; returns the statuses of those that failed."""
     from seqlab.tools import sweep
 
     statuses = sweep.run_sweep(config, workdir, sweep_arg=sweep_arg, parallel=parallel, extra=extra)
-    return [n for n, s in statuses.items() if s.get("state") != "done"]
+    return {n: s for n, s in statuses.items() if s.get("state") != "done"}
 
 
-def _said_failed(name: str, failed: list[str]) -> int:
+def _said_failed(name: str, failed: dict[str, dict]) -> int:
+    """One line: which points failed, and whether re-running alone can help (a crash) or
+    their input must change first (exit status 2: the one-line error in status.json)."""
     if not failed:
         return 0
+    refused = [n for n, st in failed.items() if st.get("returncode") == 2]
+    retry = "re-run the same command to retry them"
+    if refused:
+        retry = (
+            f"{', '.join(refused)} stopped on an error in its input or workdir: fix what its "
+            "status.json says, then re-run the same command"
+            + ("; the others may just need a re-run" if len(refused) < len(failed) else "")
+        )
     print(
         f"seqlab {name}: {len(failed)} point(s) failed: {', '.join(failed)}; "
-        "each point's error is in its status.json and train.log; re-run the same command "
-        "to retry them",
+        f"each point's error is in its status.json and train.log; {retry}",
         file=sys.stderr,
     )
     return 1
@@ -193,22 +245,19 @@ def cmd_probe(argv: Sequence[str]) -> int:
     )
     if fv.config is None:
         raise UsageError("--config is required, e.g. --config configs/probe.py")
-    # the config with the passthrough overrides, checked once before any point runs
     config = parse(
         "probe", ["--config", fv.config, *passthrough], lambda fv: None, with_config=True
     ).config
-    from seqlab.run.validate import validate
+    from seqlab.tasks import complete_config
     from seqlab.tools import sweep
     from seqlab.tools.report import probe_table, report
 
-    validate(config)
+    config = complete_config(config)
     if config.probe.every <= 0:  # probe at init and at the end
         passthrough.append(f"--config.probe.every={config.train.num_steps}")
     sweep_arg = fv.sweep if fv.sweep is not None else fv.config.partition(":")[2] or None
-    try:
-        points = sweep.load_sweep(fv.config, sweep_arg)
-    except (ValueError, OSError) as e:
-        raise UsageError(f"--config {fv.config}: {one_line(e)}") from None
+    points = sweep.load_sweep(fv.config, sweep_arg)
+    sweep.check_points(fv.config, points, passthrough, fv.parallel)  # all, before any runs
     failed = _run_points(fv.config, fv.workdir, sweep_arg, fv.parallel, passthrough)
     if len(failed) < len(points):
         report(fv.workdir)
@@ -238,9 +287,11 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     from seqlab.tools import sweep
     from seqlab.tools.report import report
 
+    points = sweep.load_sweep(fv.config, fv.sweep)
+    # every point's config, before any runs (W&B agents run elsewhere: no memory check here)
+    sweep.check_points(fv.config, points, passthrough, fv.parallel, memory=not fv.wandb)
     if fv.wandb:
-        points = sweep.load_sweep(fv.config, fv.sweep)
-        os.makedirs(fv.workdir, exist_ok=True)
+        sweep.make_sweep_dir(fv.workdir)
         path = os.path.join(fv.workdir, "wandb_sweep.yaml")
         with open(path, "w") as f:
             f.write(sweep.wandb_sweep_yaml(fv.config, fv.workdir, points))

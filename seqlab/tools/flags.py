@@ -82,6 +82,11 @@ def parse(
         raise UsageError("cannot load --config: " + lines[-1]) from None
     except UsageError:
         raise
+    except SystemExit as e:  # sys.exit() in the config file: nothing was loaded, say so
+        raise UsageError(
+            f"bad --config: the config file called sys.exit({e.code!r}) while loading; "
+            "get_config(arg) must return a ConfigDict"
+        ) from None
     except Exception as e:  # the config file raised, or is not valid Python
         if os.environ.get("SEQLAB_DEBUG"):
             raise
@@ -112,7 +117,15 @@ def _flag_error(msg: str, fv: flags.FlagValues, with_config: bool) -> str:
 
 
 def _unknown_key(name: str, keys: list[str]) -> str:
-    """'unknown config key' with the nearest existing key as a suggestion."""
+    """'unknown config key' with the nearest existing key as a suggestion; a key every
+    config has, missing from this one, is said to be missing."""
+    from seqlab.config import base_config
+
+    if name in _flatten(base_config()):
+        return (
+            f"the config has no key {name!r}: its get_config built it without it; start "
+            "from seqlab.tasks.task_config(name), which has every key"
+        )
     leaf = name.rsplit(".", 1)[-1]
     hint = (
         difflib.get_close_matches(name, keys, n=1)

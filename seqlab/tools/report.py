@@ -16,7 +16,7 @@ import math
 import os
 from typing import Any
 
-from seqlab.errors import DataError
+from seqlab.errors import DataError, UsageError
 from seqlab.run.writers import read_metrics, write_json
 
 
@@ -37,45 +37,74 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _json(path: str) -> Any:
+    """A JSON file's content, or None when it is missing, unreadable or not JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def _metrics(path: str) -> tuple[list[dict[str, Any]], str]:
+    """(rows, "") of a metrics.jsonl, or ([], why) when none can be read from it."""
+    try:
+        rows = [r for r in read_metrics(path) if isinstance(r, dict) and "step" in r]
+    except UnicodeDecodeError as e:
+        return [], f"metrics.jsonl is not text (byte {e.start} is not UTF-8)"
+    except (OSError, ValueError) as e:
+        return [], f"cannot read metrics.jsonl ({getattr(e, 'strerror', None) or e})"
+    if not rows:
+        empty = os.path.getsize(path) == 0 if os.path.exists(path) else True
+        return [], "metrics.jsonl is empty" if empty else "metrics.jsonl has no readable rows"
+    return rows, ""
+
+
 def collect(root: str) -> list[dict[str, Any]]:
-    """Rows for every directory under ``root`` holding a config.json and metrics.jsonl."""
+    """Rows for every directory under ``root`` holding a config.json and metrics.jsonl. A run
+    whose metrics (or config) cannot be read is a row in state ``unreadable`` saying why,
+    never ``done`` with 0 steps."""
     rows = []
     for dirpath, _, files in sorted(os.walk(root)):
         if "config.json" not in files or "metrics.jsonl" not in files:
             continue
-        with open(os.path.join(dirpath, "config.json")) as f:
-            config = json.load(f)
-        metrics = read_metrics(os.path.join(dirpath, "metrics.jsonl"))
-        status = {}
-        if os.path.exists(os.path.join(dirpath, "status.json")):
-            with open(os.path.join(dirpath, "status.json")) as f:
-                status = json.load(f)
-        evals = [r for r in metrics if any(k.startswith("eval/") for k in r)]
-        train = [r for r in metrics if "train/loss" in r]
-        row: dict[str, Any] = {
-            "run": os.path.relpath(dirpath, root),
-            "task": config["task"]["name"],
-            "cell": config["model"]["cell"],
-            "seq_len": config["data"]["seq_len"],
-            "seed": config["seed"],
-            "state": status.get("state", "done" if evals else "unknown"),
-            "steps": max((r["step"] for r in metrics), default=0),
-            "wall_time_s": round(max((r.get("perf/wall_s", 0) for r in train), default=0), 1),
-        }
-        for k, v in status.get("overrides", {}).items():
-            row[f"override:{k}"] = v
-        if evals:
-            last = evals[-1]
-            row.update({k: v for k, v in last.items() if k != "step"})
-            metric, mode = best_rule(config["task"]["name"])
-            scored = [r for r in evals if _number(r.get(metric))]
-            if scored:  # the earliest of equals, as the checkpointer keeps it
-                best = (min if mode == "min" else max)(scored, key=lambda r: r[metric])
-                row[f"best/{metric}"], row["best/step"] = best[metric], best["step"]
-        if "error" in status:
-            row["error"] = status["error"]
-        rows.append(row)
+        rows.append(_row(root, dirpath))
     return rows
+
+
+def _row(root: str, dirpath: str) -> dict[str, Any]:
+    config = _json(os.path.join(dirpath, "config.json"))
+    status = _json(os.path.join(dirpath, "status.json"))
+    status = status if isinstance(status, dict) else {}
+    metrics, why = _metrics(os.path.join(dirpath, "metrics.jsonl"))
+    if not isinstance(config, dict):
+        config, why = {}, "config.json is not readable JSON"
+    section = lambda name: config.get(name) if isinstance(config.get(name), dict) else {}
+    evals = [r for r in metrics if any(k.startswith("eval/") for k in r)]
+    train = [r for r in metrics if "train/loss" in r]
+    row: dict[str, Any] = {
+        "run": os.path.relpath(dirpath, root),
+        "task": section("task").get("name", "?"),
+        "cell": section("model").get("cell", "?"),
+        "seq_len": section("data").get("seq_len", 0),
+        "seed": config.get("seed", "?"),
+        "state": "unreadable" if why else status.get("state", "done" if evals else "unknown"),
+        "steps": max((r["step"] for r in metrics if _number(r["step"])), default=0),
+        "wall_time_s": round(max((r.get("perf/wall_s", 0) for r in train), default=0), 1),
+    }
+    for k, v in status.get("overrides", {}).items():
+        row[f"override:{k}"] = v
+    if evals:
+        last = evals[-1]
+        row.update({k: v for k, v in last.items() if k != "step"})
+        metric, mode = best_rule(row["task"])
+        scored = [r for r in evals if _number(r.get(metric))]
+        if scored:  # the earliest of equals, as the checkpointer keeps it
+            best = (min if mode == "min" else max)(scored, key=lambda r: r[metric])
+            row[f"best/{metric}"], row["best/step"] = best[metric], best["step"]
+    if why or "error" in status:
+        row["error"] = "; ".join(x for x in (why, status.get("error", "")) if x)
+    return row
 
 
 def _fmt(v: Any) -> str:
@@ -127,7 +156,7 @@ def figures(rows: list[dict[str, Any]], root: str, metric: str) -> list[str]:
         out.append(path)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for r in rows:
-        m = read_metrics(os.path.join(root, r["run"], "metrics.jsonl"))
+        m, _ = _metrics(os.path.join(root, r["run"], "metrics.jsonl"))
         pts = [(x["step"], x["train/loss"]) for x in m if "train/loss" in x]
         if pts:
             ax.plot(*zip(*pts, strict=True), label=r["run"], lw=1)
@@ -170,9 +199,10 @@ def cell_order(cells: Any) -> list[str]:
 
 
 def probe_table(results: dict, layer: str = "layer_0") -> str:
-    """Markdown: one row per (cell, T, probed step) with decay rate, ratio and horizon."""
+    """Markdown: one row per (cell, T, probed step) with decay rate, log10(g_1 / g_T) (never
+    underflows: the probe measures log10 g) and horizon."""
     lines = [
-        "| cell | T | step | decay rate / step | g_1 / g_T | horizon (g < 1e-3 g_T) |",
+        "| cell | T | step | decay rate / step | log10(g_1 / g_T) | horizon (g < 1e-3 g_T) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for cell in cell_order(results):
@@ -181,9 +211,12 @@ def probe_table(results: dict, layer: str = "layer_0") -> str:
             steps = by_T[T].get(layer, {})
             for key in sorted(steps, key=lambda s: int(s.split("_")[1])):
                 s = steps[key]
+                log_ratio = s.get("log10_ratio")  # a probe.json from before it: the ratio
+                if "log10_ratio" not in s and s.get("ratio"):
+                    log_ratio = math.log10(s["ratio"])
                 lines.append(
                     f"| {cell} | {T} | {key.split('_')[1]} | {_fmt_probe(s['decay_rate'])} "
-                    f"| {_fmt_probe(s['ratio'], '.2e')} | {_fmt_probe(s['horizon'], 'd')} |"
+                    f"| {_fmt_probe(log_ratio, '.4g')} | {_fmt_probe(s['horizon'], 'd')} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -194,10 +227,9 @@ def probe_results(root: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, 
     differ) are told apart by their run directory: ``lstm (run)``."""
     found = []
     for r in rows:
-        path = os.path.join(root, r["run"], "probe.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                found.append((r, json.load(f)))
+        probe = _json(os.path.join(root, r["run"], "probe.json"))
+        if isinstance(probe, dict) and r["state"] != "unreadable":
+            found.append((r, probe))
     counts: dict[tuple[str, int], int] = {}
     for r, _ in found:
         counts[(r["cell"], r["seq_len"])] = counts.get((r["cell"], r["seq_len"]), 0) + 1
@@ -232,6 +264,15 @@ def report(root: str, metric: str | None = None) -> str:
     rows = collect(root)
     if not rows:
         raise UsageError(f"no runs under {root} (looked for config.json + metrics.jsonl)")
+    try:
+        return _write(root, rows, metric)
+    except OSError as e:  # a read-only or full directory: nothing to report into
+        raise UsageError(
+            f"cannot write the report into {root}: {e.strerror or e} ({e.filename or root})"
+        ) from None
+
+
+def _write(root: str, rows: list[dict[str, Any]], metric: str | None) -> str:
     cols = columns_of(rows)
     with open(os.path.join(root, "report.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")

@@ -51,8 +51,20 @@ def cells_by_lengths(
     for cell in chosen:
         if cell not in cells:
             raise UsageError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
-    for p in product(cell=chosen, T=[int(t) for t in a.lengths.split("+")]):
+    for p in product(cell=chosen, T=_lengths(a.lengths)):
         yield {"model.cell": p["cell"], "data.seq_len": p["T"]}
+
+
+def _lengths(text: str) -> list[int]:
+    """``100+200`` -> [100, 200]; anything else is one UsageError naming the argument."""
+    parts = text.split("+")
+    for part in parts:
+        if not part.strip().isdigit() or int(part) < 1:
+            raise UsageError(
+                f"sweep argument lengths={text!r}: {part!r} is not a whole number >= 1 "
+                "(lengths are '+'-separated, e.g. lengths=100+200)"
+            )
+    return [int(p) for p in parts]
 
 
 def point_name(overrides: dict[str, Any]) -> str:
@@ -62,22 +74,98 @@ def point_name(overrides: dict[str, Any]) -> str:
 
 
 def load_sweep(config_path: str, arg: str | None) -> list[dict[str, Any]]:
-    """The override dicts of ``config_path``'s ``get_sweep(arg)``."""
+    """The override dicts of ``config_path``'s ``get_sweep(arg)``; whatever goes wrong in
+    the file (it raises, exits, yields a non-dict) is one UsageError naming it."""
     path = config_path.split(":", 1)[0]
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise UsageError(f"no config file {path}")
     spec = importlib.util.spec_from_file_location("_seqlab_sweep_config", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_sweep"):
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (a user's file: any failure is one line)
+        raise UsageError(f"cannot load {path}: {_what(e)}") from None
+    if not callable(getattr(module, "get_sweep", None)):
         raise UsageError(f"{path} defines no get_sweep(arg); add one yielding override dicts")
-    points = list(module.get_sweep(arg))
+    points = _points(module.get_sweep, f"{path}:get_sweep({arg!r})", arg)
     if not points:
         raise UsageError(f"{path}:get_sweep({arg!r}) yielded no points")
     names = [point_name(p) for p in points]
     if len(set(names)) != len(names):
         raise UsageError("two sweep points map to the same directory name; make them differ")
     return points
+
+
+def _points(get_sweep: Any, where: str, arg: str | None) -> list[dict[str, Any]]:
+    """Every point ``get_sweep(arg)`` yields, each checked to be {dotted key: value}."""
+    points: list[dict[str, Any]] = []
+    try:
+        for p in get_sweep(arg):
+            if not isinstance(p, dict) or not all(isinstance(k, str) and k for k in p):
+                raise UsageError(
+                    f"{where} yielded {p!r} as point {len(points) + 1}; yield dicts of "
+                    "overrides, e.g. {'model.cell': 'gru'}"
+                )
+            points.append(p)
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (a user's generator: one line)
+        after = f" after {len(points)} point(s)" if points else ""
+        raise UsageError(f"{where} failed{after}: {_what(e)}") from None
+    return points
+
+
+def _what(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"  # a SystemExit is no exit for seqlab
+    from seqlab.errors import SeqlabError
+
+    text = " ".join(str(e).split())
+    return text if isinstance(e, SeqlabError) and text else f"{type(e).__name__}: {text}"
+
+
+def check_points(
+    config: str,
+    points: list[dict[str, Any]],
+    extra: Sequence[str] = (),
+    parallel: int = 1,
+    *,
+    memory: bool = True,
+) -> None:
+    """Builds every point's config as its ``seqlab train`` will (the file, the point's
+    overrides, then ``extra``), validates it, makes its task and checks its memory, in this
+    process and before any point runs: a bad point is one UsageError naming it and its key."""
+    from seqlab.errors import SeqlabError
+    from seqlab.run.memory import available_here, check_run
+    from seqlab.run.validate import validate
+    from seqlab.tasks import complete_config, make_task
+
+    free = available_here() if memory else (None, "not checked")
+    for p in points:
+        argv = ["--config", config, *[f"--config.{k}={v}" for k, v in p.items()], *extra]
+        try:
+            c = complete_config(_parse_train(argv))
+            validate(c)
+            check_run(c, make_task(c), free=free, share=min(parallel, len(points)))
+        except SeqlabError as e:
+            said = " ".join(str(e).split())
+            raise UsageError(f"sweep point {point_name(p)} ({_shown(p)}): {said}") from None
+
+
+def _parse_train(argv: Sequence[str]) -> Any:
+    """The config ``seqlab train ARGV --workdir ...`` would train (flags.parse's errors)."""
+    from absl import flags
+
+    from seqlab.tools.flags import parse
+
+    def define(fv: flags.FlagValues) -> None:
+        flags.DEFINE_string("workdir", "-", "", flag_values=fv)
+
+    return parse("train", list(argv), define, with_config=True).config
+
+
+def _shown(p: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.items())
 
 
 def _status(workdir: str) -> dict[str, Any]:
@@ -125,7 +213,7 @@ def run_sweep(
 ) -> dict[str, dict[str, Any]]:
     """Runs every point not yet done; returns {point name: status}."""
     points = load_sweep(config, sweep_arg)
-    os.makedirs(workdir, exist_ok=True)
+    make_sweep_dir(workdir)
     todo, statuses = [], {}
     for p in points:
         name = point_name(p)
@@ -169,6 +257,16 @@ def run_sweep(
             statuses[name] = st
             log(f"sweep: {name} {st['state']}" + (f": {st['error']}" if "error" in st else ""))
     return statuses
+
+
+def make_sweep_dir(workdir: str) -> None:
+    """Creates the sweep's directory, or says in one line why it cannot."""
+    if os.path.lexists(workdir) and not os.path.isdir(workdir):
+        raise UsageError(f"--workdir {workdir} is a file, not a directory; pick another")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create --workdir {workdir} ({e.strerror})") from None
 
 
 def _last_error(log_path: str) -> str:
