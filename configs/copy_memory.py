@@ -31,7 +31,8 @@ from seqlab.config import parse_arg
 from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
-CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
+# the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
+CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru")
 LENGTHS = (100, 200, 300, 500)
 
 

@@ -15,8 +15,9 @@ eval accuracy by step 250 (12 s) at T=60 and 99.9% by step 250 at T=30, but at T
 stays at chance (1/8) for all 4000 steps (1 min 39 s), as does a GRU for 5000 steps.
 
 Variants (comma-separated after ``:``): ``task=adding|recall``, a cell (``cell=gru`` or just
-``gru``; ``irnn`` also selects the identity init), ``T=<int>`` (sequence length; default 100
-for adding, 60 for recall), ``runlocal`` (tiny, a few steps in seconds, for tests)::
+``gru``; ``irnn`` is the ReLU RNN with its identity init; ``lru``, ``mingru``, ``minlstm``,
+``rglru`` are the linear recurrences, in residual blocks), ``T=<int>`` (sequence length;
+default 100 for adding, 60 for recall), ``runlocal`` (tiny, a few steps in seconds, for tests)::
 
     seqlab train --config=configs/long_range.py:task=recall,gru,T=200 --workdir=/tmp/recall
     seqlab train --config=configs/long_range.py:runlocal --workdir=/tmp/adding_test
@@ -33,7 +34,8 @@ from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
 TASKS = ("adding", "recall")
-CELLS = ("rnn", "irnn", "lstm", "gru", "mgu")
+# the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
+CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru")
 LENGTHS = (50, 100, 200, 400)
 DEFAULT_T = {"adding": 100, "recall": 60}  # when the arg gives no T
 

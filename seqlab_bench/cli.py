@@ -11,7 +11,9 @@ training step and a forward-only loss of every peer (``peers.py``); ``compile``
 vs T, remat off/on, one subprocess per point, skipping sizes XLA predicts above
 ``--memory_budget_gib``; ``generate`` (``generate.py``) jit-compiled generation of
 ``--gen_length`` characters; ``probe`` (``probe_cost.py``) the gradient-norm probe against a
-training step's forward+backward on the same batch of each of ``--probe_tasks``.
+training step's forward+backward on the same batch of each of ``--probe_tasks``; ``linear``
+(``linear_scan.py``) the sequential, associative and chunked engines of the linear
+recurrences (``--linear_cells``) on one layer's training step at each ``--linear_lengths``.
 
 ``--threads N`` (default 1) gives PyTorch and XLA N compute threads each and (``--pin``,
 the default) restricts the process to N cores, so both do their work on the same cores and
@@ -33,6 +35,7 @@ from seqlab.errors import UsageError
 from seqlab_bench.compile_time import bench_compile
 from seqlab_bench.generate import bench_generate
 from seqlab_bench.hardware import load_avg, set_threads
+from seqlab_bench.linear_scan import bench_linear
 from seqlab_bench.memory import bench_memory
 from seqlab_bench.peers import PEERS, set_torch_threads, torch_available
 from seqlab_bench.probe_cost import bench_probe
@@ -40,6 +43,7 @@ from seqlab_bench.report import new_report, write_report
 from seqlab_bench.tables import (
     compile_table,
     generate_line,
+    linear_table,
     memory_table,
     probe_table,
     speed_table,
@@ -47,7 +51,7 @@ from seqlab_bench.tables import (
 from seqlab_bench.train_step import bench_speed
 from seqlab_bench.workload import LOSSES, PASSES, Shape
 
-MODES = ("speed", "compile", "memory", "generate", "probe")
+MODES = ("speed", "compile", "memory", "generate", "probe", "linear")
 PROGRAM = "seqlab bench"
 HELP = (__doc__ or "").split("\n\n", 1)[-1].strip("\n")  # the usage and modes above
 
@@ -89,6 +93,11 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("gen_layers", 2, "generate mode: layers", **d)
     flags.DEFINE_string("probe_tasks", "adding,copy_memory", "probe mode: seqlab tasks", **d)
     flags.DEFINE_string("probe_lengths", "100,1000", "probe mode: lengths T", **d)
+    flags.DEFINE_string("linear_cells", "lru,mingru,minlstm,rglru", "linear mode: cells", **d)
+    flags.DEFINE_string("linear_lengths", "1000,4000,16000,64000", "linear mode: lengths", **d)
+    flags.DEFINE_integer("linear_hidden", 64, "linear mode: hidden size", **d)
+    flags.DEFINE_integer("linear_batch", 8, "linear mode: batch size", **d)
+    flags.DEFINE_integer("linear_chunk", 256, "linear mode: chunked engine's chunk", **d)
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues | None:
@@ -135,7 +144,7 @@ def ints(s: str, flag: str = "") -> list[int]:
 
 def validate(fv: flags.FlagValues) -> None:
     """Raises ``UsageError`` (one line) for any name or size the benchmarks cannot run."""
-    from seqlab.cells import CELLS
+    from seqlab.cells import CELLS, LinearCell
     from seqlab.recurrence import BACKENDS
     from seqlab.tasks import TASKS
 
@@ -147,6 +156,10 @@ def validate(fv: flags.FlagValues) -> None:
         "passes": ("pass", PASSES),
         "compile_losses": ("loss form", LOSSES),
         "probe_tasks": ("task", sorted(TASKS)),
+        "linear_cells": (
+            "linear cell",
+            sorted(c for c, (k, _) in CELLS.items() if issubclass(k, LinearCell)),
+        ),
     }
     for flag, (what, allowed) in choices.items():
         for v in names(fv[flag].value):
@@ -156,6 +169,7 @@ def validate(fv: flags.FlagValues) -> None:
                 )
     positive = ("batch", "length", "hidden", "layers", "vocab", "repeats")
     positive += ("memory_hidden", "memory_batch", "gen_length", "gen_hidden", "gen_layers")
+    positive += ("linear_hidden", "linear_batch", "linear_chunk")
     for name in positive:
         if fv[name].value < 1:
             raise UsageError(f"--{name} must be >= 1, got {fv[name].value}")
@@ -256,12 +270,27 @@ def run_probe(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> Non
         show(probe_table(rows))
 
 
+def run_linear(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
+    """``--mode linear``: one table for every linear cell x T x engine."""
+    rows = bench_linear(
+        names(fv.linear_cells),
+        ints(fv.linear_lengths, "linear_lengths"),
+        batch=fv.linear_batch,
+        hidden=fv.linear_hidden,
+        chunk=fv.linear_chunk,
+        repeats=max(1, min(fv.repeats, 5)),
+    )
+    report["linear"] = rows
+    show(linear_table(rows))
+
+
 RUNNERS: dict[str, Callable[[flags.FlagValues, Shape, dict[str, Any]], None]] = {
     "speed": run_speed,
     "compile": run_compile,
     "memory": run_memory,
     "generate": run_generate,
     "probe": run_probe,
+    "linear": run_linear,
 }
 
 

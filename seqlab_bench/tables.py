@@ -95,6 +95,17 @@ PROBE: list[Column] = [
 ]
 
 
+LINEAR: list[Column] = [
+    ("cell", key("cell")),
+    ("T", key("length")),
+    ("engine", key("engine")),
+    ("tokens/s", key("tokens_per_s", ",.0f")),
+    ("x sequential", key("ratio_to_sequential", ".2f")),
+    ("XLA plan MiB", key("plan_mib", ".1f")),
+    ("compile s", key("compile_s", ".2f")),
+]
+
+
 def speed_table(rows: Sequence[Row]) -> str:
     """``--mode speed``: one line per (pass, peer)."""
     return markdown_table(SPEED, rows)
@@ -122,3 +133,8 @@ def generate_line(g: Row) -> str:
         f"first call {g['first_call_s']:.2f} s, then {g['median_s']:.3f} s "
         f"({g['chars_per_s']:,.0f} chars/s)"
     )
+
+
+def linear_table(rows: Sequence[Row]) -> str:
+    """``--mode linear``: one line per (cell, T, engine)."""
+    return markdown_table(LINEAR, rows)

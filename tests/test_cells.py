@@ -257,7 +257,7 @@ def test_default_input_kernel_is_lecun_normal() -> None:
 
 
 @pytest.mark.parametrize("forget_bias", [0.0, 2.5])
-@pytest.mark.parametrize("init", INIT_PRESETS)
+@pytest.mark.parametrize("init", [i for i in INIT_PRESETS if i != "chrono"])
 def test_lstm_forget_bias_respected(init: str, forget_bias: float) -> None:
     cell = cell64("lstm", init=init, forget_bias=forget_bias)
     i, f, g, o = gate_blocks(cell.b[...], 4)
@@ -265,6 +265,35 @@ def test_lstm_forget_bias_respected(init: str, forget_bias: float) -> None:
     default = cell64("lstm", init=init)  # same seed: only the forget block differs
     di, _, dg, do = gate_blocks(default.b[...], 4)
     np.testing.assert_array_equal(np.concatenate([i, g, o]), np.concatenate([di, dg, do]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
+def test_chrono_gate_biases(kind: str) -> None:
+    """Tallec and Ollivier 2018: the keep-gate bias ~ log(U[1, T_max - 1]) (LSTM: forget,
+    with the input gate at minus it; GRU: the update gate z of h' = (1 - z) n + z h)."""
+    t_max = 500
+    cell = make_cell(kind, F, 400, rngs=nnx.Rngs(3), init="chrono", chrono_max_len=t_max)
+    blocks = gate_blocks(cell.b[...], cell.num_gates)
+    keep = np.asarray(blocks[1])
+    assert keep.min() >= 0.0 and keep.max() <= np.log(t_max - 1) + 1e-6
+    # uniform in [1, T_max - 1] after exp: its mean is T_max / 2
+    assert abs(np.exp(keep).mean() - t_max / 2) < 0.1 * t_max
+    if kind == "lstm":
+        np.testing.assert_array_equal(np.asarray(blocks[0]), -keep)
+    else:
+        assert np.all(np.asarray(blocks[0]) == 0) and np.all(np.asarray(blocks[2]) == 0)
+    with pytest.raises(ValueError, match="chrono_max_len >= 2"):
+        make_cell(kind, F, H, rngs=nnx.Rngs(0), init="chrono")
+
+
+def test_gate_options_belong_to_their_cells() -> None:
+    gru = make_cell("gru", F, H, rngs=nnx.Rngs(0), carry_bias=2.0)
+    np.testing.assert_array_equal(np.asarray(gate_blocks(gru.b[...], 3)[1]), 2.0)
+    for kind, option in [("gru", "forget_bias"), ("rnn", "carry_bias"), ("mgu", "forget_bias")]:
+        with pytest.raises((ValueError, TypeError), match=option):
+            make_cell(kind, F, H, rngs=nnx.Rngs(0), **{option: 1.0})
+    with pytest.raises(ValueError, match="chrono"):
+        make_cell("rnn", F, H, rngs=nnx.Rngs(0), init="chrono")
 
 
 def test_irnn_cell_and_preset() -> None:

@@ -8,7 +8,10 @@ import importlib.util
 import io
 import json
 import os
+import pathlib
 import shutil
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ from flax import nnx
 
 from seqlab.config import base_config
 from seqlab.models import SequenceClassifier
+from seqlab.run.loop import train_and_evaluate
 from seqlab.run.probe import grad_norms, summarize_curve
 from seqlab.tools.cli import main
 from seqlab.tools.report import collect
@@ -58,20 +62,35 @@ def test_linear_recurrence_closed_form(rho):
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(H, H)))
     model.rnn.layers[0].cell.w_h[...] = jnp.asarray(rho * q, jnp.float32)
     batch = {"inputs": jax.random.normal(jax.random.key(1), (B, T, 2))}
-    g = np.asarray(grad_norms(model, LastStepTask(), batch, T))[0]
+    g = np.asarray(jax.jit(lambda b: grad_norms(model, LastStepTask(), b, T))(batch))[0]
     expected = rho ** (T - 1 - np.arange(T)) * g[-1]
     np.testing.assert_allclose(g, expected, rtol=2e-4)
-    s = summarize_curve(g)
+    s = summarize_curve(np.log10(g))
     assert s["decay_rate"] == pytest.approx(-np.log(rho), abs=1e-4)
     assert s["ratio"] == pytest.approx(rho ** (T - 1), rel=1e-3)
+    assert s["log10_ratio"] == pytest.approx((T - 1) * np.log10(rho), rel=1e-3, abs=1e-6)
 
 
 def test_summarize_horizon():
     g = 0.5 ** np.arange(30)[::-1]  # g_T = 1, halves with each step of distance
-    s = summarize_curve(g)
+    s = summarize_curve(np.log10(g))
     assert s["horizon"] == 10  # 2^-10 < 1e-3 <= 2^-9
     assert s["decay_rate"] == pytest.approx(np.log(2))
-    assert summarize_curve(np.ones(5))["horizon"] is None
+    assert summarize_curve(np.zeros(5))["horizon"] is None
+
+
+def test_summarize_beyond_the_float_range():
+    """log10 g below float64's range: the logs, the rate and the horizon stay exact; only
+    the plain numbers are 0.0, and steps where g is exactly 0 are None in the logs."""
+    lg = -np.arange(500.0)[::-1]  # g_T = 1, g_1 = 1e-499
+    lg[5] = -np.inf  # g exactly 0 (padding in every example)
+    s = summarize_curve(lg)
+    assert s["log10_ratio"] == -499.0 and s["ratio"] == 0.0
+    assert s["decay_rate"] == pytest.approx(np.log(10))
+    assert s["horizon"] == 4  # 1e-4 < 1e-3
+    assert s["grad_norms"][0] == 0.0 and s["grad_norms"][-1] == 1.0
+    assert s["log10_grad_norms"][5] is None and s["log10_grad_norms"][0] == -499.0
+    json.dumps(s, allow_nan=False)  # valid JSON: no inf or nan
 
 
 def test_probe_matches_a_split_backward_pass():
@@ -79,7 +98,7 @@ def test_probe_matches_a_split_backward_pass():
     H, T, B, t = 6, 12, 2, 4
     model = SequenceClassifier(1, num_features=2, cell="lstm", hidden_size=H, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(2), (B, T, 2))
-    g = np.asarray(grad_norms(model, LastStepTask(), {"inputs": x}, T))[0]
+    g = np.asarray(jax.jit(lambda b: grad_norms(model, LastStepTask(), b, T))({"inputs": x}))[0]
     layer = model.rnn.layers[0]
     _, (c_t, h_t) = layer(x[:, : t + 1])
 
@@ -139,12 +158,14 @@ def test_probe_command_writes_json_and_figures(probe_run):
     assert set(steps) == {"step_0", "step_2", "step_4"}
     entry = steps["step_0"]
     assert len(entry["grad_norms"]) == 20 and {"decay_rate", "ratio", "horizon"} <= set(entry)
+    assert len(entry["log10_grad_norms"]) == 20 and entry["log10_ratio"] is not None
+    assert entry["grad_norms"][0] == pytest.approx(10 ** entry["log10_grad_norms"][0])
     for png in ("grad_vs_distance.png", "grad_heatmap.png"):
         assert (wd / png).stat().st_size > 1000
     table = (wd / "probe.md").read_text()
     assert "| lstm | 20 | 4 |" in table
     assert table.startswith(
-        "| cell | T | step | decay rate / step | g_1 / g_T | horizon (g < 1e-3 g_T) |"
+        "| cell | T | step | decay rate / step | log10(g_1 / g_T) | horizon (g < 1e-3 g_T) |"
     )
     rows = [ln.split(" | ")[0:3] for ln in table.splitlines()[2:]]
     assert [r[0] for r in rows] == ["| rnn"] * 6 + ["| lstm"] * 6  # the config's cell order
@@ -157,6 +178,7 @@ def test_probe_command_writes_json_and_figures(probe_run):
         with open(sub / "probe.json") as f:
             own = json.load(f)
         assert own == results[point["model.cell"]][str(point["data.seq_len"])]
+        assert not (sub / "probe_curves.png").exists()  # drawn only for W&B
         with open(sub / "config.json") as f:
             config = json.load(f)
         assert (config["model"]["cell"], config["data"]["seq_len"]) == (
@@ -200,3 +222,89 @@ def test_probe_rerun_skips_finished_points(probe_run):
     assert "4 points, 4 done, 0 to run" in out.getvalue()
     with open(wd / "probe.json") as f:
         assert json.load(f) == before
+
+
+# -- the probe in W&B: curves as a line plot, figures as images ------------------------------
+class FakeRun:
+    dir = None
+
+    def __init__(self):
+        self.logged = []
+
+    def log(self, row, step):
+        self.logged.append((step, row))
+
+    def finish(self):
+        pass
+
+
+def fake_wandb(run):
+    """A stand-in ``wandb`` module (no network, no service): records what a run logs."""
+    mod = types.ModuleType("wandb")
+    mod.init = lambda mode, **kw: run
+    mod.teardown = lambda: None
+    mod.Table = lambda columns, data: {"columns": columns, "data": data}
+    mod.Image = lambda path: {"image": path, "bytes": pathlib.Path(path).read_bytes()}
+    mod.plot = types.SimpleNamespace(
+        line=lambda table, x, y, stroke=None, title="": {"line": (x, y, stroke), "table": table}
+    )
+    return mod
+
+
+def test_training_logs_the_probe_to_wandb_as_a_picture(tmp_path, monkeypatch):
+    """At every probe step the W&B writer gets, per layer, the g_t-vs-distance curves of every
+    step probed so far as a line plot, and the run's probe figures as PNG images."""
+    run = FakeRun()
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb(run))
+    c = base_config()
+    c.task.name, c.model.hidden_size, c.model.num_layers = "adding", 8, 2
+    c.data.seq_len, c.data.batch_size, c.task.eval_batches = 6, 4, 1
+    c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = 4, 4, 4
+    c.train.log_every, c.train.progress = 2, False
+    c.probe.every, c.wandb.mode = 2, "offline"
+    train_and_evaluate(c, str(tmp_path))
+    probes = [(step, row) for step, row in run.logged if "probe/layer_0/grad_vs_distance" in row]
+    assert [step for step, _ in probes] == [0, 2, 4]
+    with open(tmp_path / "probe.json") as f:
+        results = json.load(f)
+    step, row = probes[-1]
+    for layer in ("layer_0", "layer_1"):
+        chart = row[f"probe/{layer}/grad_vs_distance"]
+        assert chart["line"] == ("distance", "log10_g", "step")
+        table = chart["table"]
+        assert table["columns"] == ["step", "distance", "log10_g"]
+        assert {r[0] for r in table["data"]} == {"step 0", "step 2", "step 4"}
+        curve = results[layer]["step_4"]["log10_grad_norms"]
+        got = {r[1]: r[2] for r in table["data"] if r[0] == "step 4"}
+        assert got == {5 - t: v for t, v in enumerate(curve)}  # distance T - t
+    for name in ("probe_curves", "probe_heatmap"):
+        image = row[f"probe/{name}"]
+        assert image["image"] == str(tmp_path / f"{name}.png")
+        assert image["bytes"].startswith(b"\x89PNG") and len(image["bytes"]) > 1000
+
+
+def test_wandb_writer_builds_real_wandb_charts(tmp_path):
+    """The same call against the real wandb package's objects (no run, no network): a line
+    plot over a Table, curves subsampled to ``probe_points`` per probed step."""
+    import wandb
+
+    from seqlab.run.probe import draw_figures
+    from seqlab.run.writers import WandbWriter
+
+    T = 1000
+    lg = -0.01 * np.arange(T)[::-1]
+    results = {"layer_0": {f"step_{s}": summarize_curve(lg * (1 + s)) for s in (0, 10)}}
+    writer = object.__new__(WandbWriter)  # the writer without wandb.init
+    writer.wandb, writer.run = wandb, FakeRun()
+    writer.write_probe(10, results, draw_figures(results, str(tmp_path)))
+    ((step, row),) = writer.run.logged
+    assert step == 10
+    chart = row["probe/layer_0/grad_vs_distance"]
+    assert isinstance(chart, wandb.plot.CustomChart)
+    assert isinstance(row["probe/probe_curves"], wandb.Image)
+    table = chart.table
+    assert table.columns == ["step", "distance", "log10_g"]
+    assert len(table.data) == 2 * writer.probe_points
+    ends = {(r[0], r[1]): r[2] for r in table.data if r[1] in (0, T - 1)}
+    assert ends[("step 10", T - 1)] == pytest.approx(-0.01 * (T - 1) * 11)
+    assert ends[("step 0", 0)] == 0.0

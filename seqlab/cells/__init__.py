@@ -13,8 +13,12 @@ from flax import nnx
 from seqlab.cells.base import ACTIVATIONS, INIT_PRESETS, Carry, Cell, init_kernels
 from seqlab.cells.gru import GRUCell
 from seqlab.cells.kernels import Kernels
+from seqlab.cells.linear import LinearCell
+from seqlab.cells.lru import LRUCell
 from seqlab.cells.lstm import LSTMCell
 from seqlab.cells.mgu import MGUCell
+from seqlab.cells.mingru import MinGRUCell, MinLSTMCell
+from seqlab.cells.rglru import RGLRUCell
 from seqlab.cells.rnn import IRNNCell, RNNCell
 
 CELLS: dict[str, tuple[type[Cell], dict[str, Any]]] = {
@@ -24,6 +28,11 @@ CELLS: dict[str, tuple[type[Cell], dict[str, Any]]] = {
     "gru": (GRUCell, {"reset_after": True}),
     "gru_reset_before": (GRUCell, {"reset_after": False}),
     "mgu": (MGUCell, {}),
+    # diagonal linear recurrences (parallel scan; residual blocks by default)
+    "lru": (LRUCell, {}),
+    "mingru": (MinGRUCell, {}),
+    "minlstm": (MinLSTMCell, {}),
+    "rglru": (RGLRUCell, {}),
 }
 
 
@@ -46,6 +55,11 @@ __all__ = [
     "GRUCell",
     "IRNNCell",
     "Kernels",
+    "LRUCell",
+    "LinearCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "RGLRUCell",
     "LSTMCell",
     "MGUCell",
     "RNNCell",

@@ -32,7 +32,7 @@ from seqlab.cells.kernels import Kernels
 Array = jax.Array
 Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
 
-INIT_PRESETS = ("default", "char_rnn", "irnn")
+INIT_PRESETS = ("default", "char_rnn", "irnn", "chrono")
 ACTIVATIONS = ("tanh", "relu", "identity")
 
 
@@ -60,7 +60,7 @@ def init_kernels(
         (hidden, gates * hidden),
         (gates * hidden,),
     )
-    if preset == "default":
+    if preset in ("default", "chrono"):  # chrono: default weights, gate biases by the cell
         w_x = nnx.initializers.lecun_normal()(kx, shape_x, dtype)
         w_h = _orthogonal_blocks(kh, hidden, gates, dtype)
         b = jnp.zeros(shape_b, dtype)
@@ -106,10 +106,10 @@ class Cell(nnx.Module):
         hidden_size: int,
         *,
         init: str = "default",
-        forget_bias: float = 1.0,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
+        **gate_options: Any,
     ):
         if in_features < 1 or hidden_size < 1:
             raise ValueError(
@@ -124,14 +124,21 @@ class Cell(nnx.Module):
         w_x, w_h, b = init_kernels(
             init, rngs.params(), in_features, hidden_size, self.num_gates, param_dtype
         )
-        b = self.adjust_bias(b, forget_bias)
+        b = self.adjust_bias(b, rngs, **gate_options)
         self.w_x = nnx.Param(w_x)
         self.w_h = nnx.Param(w_h)
         self.b = nnx.Param(b)
 
     # -- hooks for subclasses --------------------------------------------------------------
-    def adjust_bias(self, b: Array, forget_bias: float) -> Array:
-        """Cells with a forget gate set its bias block here."""
+    def adjust_bias(self, b: Array, rngs: nnx.Rngs, **gate_options: Any) -> Array:
+        """Cells with gates set their bias blocks here (forget, carry, chrono). A cell
+        without such gates takes no gate options: naming one is an error, not ignored."""
+        if gate_options:
+            raise ValueError(f"{type(self).__name__} has no {', '.join(sorted(gate_options))}")
+        if self.init == "chrono":
+            raise ValueError(
+                f"init='chrono' sets LSTM/GRU gate biases; {type(self).__name__} has none"
+            )
         return b
 
     def recurrent_params(self) -> dict[str, Array]:
@@ -174,6 +181,11 @@ class Cell(nnx.Module):
         y = jnp.matmul(x, w_x, preferred_element_type=self.param_dtype)
         return y + b
 
+    def output(self, params: dict[str, Array], carry: Carry, xp: Array) -> Array:
+        """The step's output from the carry it leaves (and its projected input): h for every
+        nonlinear cell; linear cells may read their state out (the LRU's Re(C h) + D x)."""
+        return self.hidden(carry)
+
     def initial_carry(self, batch_size: int) -> Carry:
         return jnp.zeros((batch_size, self.hidden_size), self.param_dtype)
 
@@ -186,6 +198,17 @@ class Cell(nnx.Module):
     def set_hidden(carry: Carry, h: Array) -> Carry:
         """The carry with its hidden state replaced (the probe perturbs h through this)."""
         return h
+
+
+def chrono_bias(rngs: nnx.Rngs, hidden: int, max_len: int, dtype: Any) -> Array:
+    """log(U[1, T_max - 1]): gate biases whose characteristic memory spans 1..T_max - 1
+    steps (Tallec and Ollivier 2018, "Can recurrent neural networks warp time?")."""
+    if max_len < 2:
+        raise ValueError(
+            f"init='chrono' needs chrono_max_len >= 2 (the longest dependency), got {max_len}"
+        )
+    u = jax.random.uniform(rngs.params(), (hidden,), dtype, 1.0, max_len - 1.0)
+    return jnp.log(u)
 
 
 def recurrent_matmul(h: Array, w: Array) -> Array:

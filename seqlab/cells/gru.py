@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells.base import Array, Cell, recurrent_matmul
+from seqlab.cells.base import Array, Cell, chrono_bias, recurrent_matmul
 from seqlab.cells.kernels import (
     Kernels,
     Params,
@@ -29,6 +29,7 @@ from seqlab.cells.kernels import (
     whole,
 )
 from seqlab.cells.kernels import sigmoid_via_tanh as sig
+from seqlab.config import DEFAULTS
 
 # -- reset after the recurrent matmul ------------------------------------------------------
 
@@ -94,6 +95,7 @@ def _rb_bwd(q: Params, res, h: Array, cur: Array, dh: Array):
 
 
 RESET_BEFORE = Kernels(two_blocks(2), _rb_fwd, _rb_bwd, _r_of, gated_wgrad(2))
+D = DEFAULTS.model
 
 
 class GRUCell(Cell):
@@ -115,6 +117,22 @@ class GRUCell(Cell):
             if self.init == "char_rnn":
                 b_hn = jax.random.uniform(rngs.params(), b_hn.shape, b_hn.dtype, -0.08, 0.08)
             self.b_hn = nnx.Param(b_hn)
+
+    def adjust_bias(
+        self,
+        b: Array,
+        rngs: nnx.Rngs,
+        *,
+        carry_bias: float = D.carry_bias,
+        chrono_max_len: int = D.chrono_max_len,
+    ) -> Array:
+        """The update gate z keeps the old state (h' = (1 - z) n + z h): its bias is the
+        carry bias, the LSTM forget bias's counterpart (``carry_bias``); with
+        ``init="chrono"`` it is log(U[1, T_max - 1]) (Tallec and Ollivier 2018)."""
+        h = self.hidden_size
+        if self.init == "chrono":
+            return b.at[h : 2 * h].set(chrono_bias(rngs, h, chrono_max_len, b.dtype))
+        return b.at[h : 2 * h].add(carry_bias)
 
     def recurrent_params(self) -> dict[str, Array]:
         p = {"w_h": self.w_h[...]}

@@ -12,10 +12,12 @@ gate. The backward propagates (dc, dh) only; the weight gradient is one matmul a
 from __future__ import annotations
 
 import jax.numpy as jnp
+from flax import nnx
 
-from seqlab.cells.base import Array, Carry, Cell, recurrent_matmul
+from seqlab.cells.base import Array, Carry, Cell, chrono_bias, recurrent_matmul
 from seqlab.cells.kernels import Kernels, Params, cat, no_res, split, wgrad_whole, whole
 from seqlab.cells.kernels import sigmoid_via_tanh as sig
+from seqlab.config import DEFAULTS
 
 
 def _prep(p: Params) -> Params:
@@ -51,14 +53,27 @@ def _bwd(q: Params, res, prev: Carry, cur: Carry, d_new: Carry):
 
 
 KERNELS = Kernels(_prep, _fwd, _bwd, no_res, wgrad_whole)
+D = DEFAULTS.model
 
 
 class LSTMCell(Cell):
     num_gates = 4
 
-    def adjust_bias(self, b: Array, forget_bias: float) -> Array:
+    def adjust_bias(
+        self,
+        b: Array,
+        rngs: nnx.Rngs,
+        *,
+        forget_bias: float = D.forget_bias,
+        chrono_max_len: int = D.chrono_max_len,
+    ) -> Array:
+        """Forget-gate bias ``forget_bias``; with ``init="chrono"`` (Tallec and Ollivier
+        2018) b_f ~ log(U[1, T_max - 1]) and b_i = -b_f instead."""
         h = self.hidden_size
-        return b.at[h : 2 * h].set(forget_bias)
+        if self.init != "chrono":
+            return b.at[h : 2 * h].set(forget_bias)
+        b_f = chrono_bias(rngs, h, chrono_max_len, b.dtype)
+        return b.at[h : 2 * h].set(b_f).at[:h].set(-b_f)
 
     def kernels(self) -> Kernels:
         return KERNELS

@@ -19,16 +19,24 @@ PARAM_DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.
 COMPUTE_DTYPES = {"": None, **PARAM_DTYPES, "float16": jnp.float16}
 
 
+#: the config.model keys each cell takes beyond init and dtype (a key set for another cell is
+#: rejected by validation, not silently ignored)
+CELL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "rnn": ("activation",),
+    "lstm": ("forget_bias", "chrono_max_len"),
+    "gru": ("carry_bias", "chrono_max_len"),
+    "gru_reset_before": ("carry_bias", "chrono_max_len"),
+    "lru": ("r_min", "r_max", "max_phase"),
+    "rglru": ("r_min", "r_max"),
+}
+
+
 def cell_kwargs(m: ConfigDict) -> dict[str, Any]:
     """The cell options from ``config.model`` (``init="default"`` is each cell's own default;
     ``activation`` applies to the vanilla RNN, ``cell=rnn``, only)."""
-    kw: dict[str, Any] = {
-        "init": m.init,
-        "forget_bias": float(m.forget_bias),
-        "dtype": COMPUTE_DTYPES[m.dtype],
-    }
-    if m.cell == "rnn":
-        kw["activation"] = m.activation
+    kw: dict[str, Any] = {"init": m.init, "dtype": COMPUTE_DTYPES[m.dtype]}
+    for key in CELL_OPTIONS.get(m.cell, ()):
+        kw[key] = m[key]
     return kw
 
 
@@ -42,6 +50,10 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         "unroll": int(m.unroll),
         "remat": bool(m.remat),
         "backend": str(m.backend),
+        "chunk_size": int(m.chunk_size),
+        "block": str(m.block),
+        "block_out": str(m.block_out),
+        "block_mlp": bool(m.block_mlp),
         "cell_kwargs": cell_kwargs(m),
         "param_dtype": PARAM_DTYPES[m.param_dtype],
         "rngs": rngs,

@@ -67,8 +67,10 @@ class SequenceClassifier(nnx.Module):
         rng: Array | None = None,
     ) -> tuple[Array, dict[str, Any]]:
         y, aux = self.rnn(self.inputs(x, ids_ok=True), lengths=lengths, train=train, rng=rng)
-        if self.readout == "last":
+        if self.readout == "last" and self.rnn.bidirectional:  # both final states
             feats = self.rnn.top_hidden(aux["final_carry"])
+        elif self.readout == "last":
+            feats = self.rnn.last_output(y, lengths)
         else:
             lens = jnp.full((y.shape[0],), y.shape[1]) if lengths is None else lengths
             m = length_mask(lens, y.shape[1])[..., None]

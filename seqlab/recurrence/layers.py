@@ -22,25 +22,46 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells import Carry, Cell, make_cell
+from seqlab.cells import CELLS, Carry, Cell, make_cell
+from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
+from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
 from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
+from seqlab.recurrence.parallel import run_linear
 from seqlab.recurrence.scan import run_cell
 
 Array = jax.Array
 D = DEFAULTS.model
 
-#: ``scan``: autodiff of ``lax.scan`` (every JAX transform works). ``fast``: the cell's own
-#: hand-written backward (reverse mode only, faster; see docs/BENCHMARKS.md).
-ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {"scan": run_cell, "fast": run_cell_fast}
-BACKENDS = tuple(ENGINES)
+#: Engines over time: ``scan`` differentiates ``lax.scan`` of ``cell.step`` (every JAX
+#: transform works); ``fast`` runs a nonlinear cell's hand-written backward (reverse mode
+#: only, faster; see docs/BENCHMARKS.md); ``parallel`` is a linear cell's associative scan.
+ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {
+    "scan": run_cell,
+    "fast": run_cell_fast,
+    "parallel": run_linear,
+}
+#: what ``backend`` (``config.model.backend``) may ask for: ``scan`` the sequential autodiff
+#: engine (every cell); ``parallel`` a linear cell's associative scan (``chunk_size``);
+#: ``fast`` the fastest exact engine for the cell here: a nonlinear cell's kernels, and for a
+#: linear cell the parallel scan on GPU/TPU but the sequential scan on CPU, where it measured
+#: faster to run and 10x faster to compile (docs/BENCHMARKS.md)
+BACKENDS = ("scan", "fast", "parallel")
 
 
 def resolve_backend(cell: Cell, backend: str) -> str:
-    """The engine that will run ``cell``: ``fast`` falls back to ``scan`` (said once in the
-    log) for a cell without kernels or with parameters the kernels do not take."""
-    if backend not in ENGINES:
+    """The engine that will run ``cell`` (see ``BACKENDS``); a nonlinear cell without fast
+    kernels, or with parameters they do not take, runs ``scan`` (said once in the log)."""
+    if backend not in BACKENDS:
         raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+    if isinstance(cell, LinearCell):
+        if backend == "fast":
+            return "scan" if jax.default_backend() == "cpu" else "parallel"
+        return backend
+    if backend == "parallel":
+        raise ValueError(
+            f"backend='parallel' is for linear recurrences; {type(cell).__name__} is not one"
+        )
     why = fast_unavailable(cell) if backend == "fast" else None
     if why is not None:
         say_once(why)
@@ -79,6 +100,7 @@ class Recurrent(nnx.Module):
         unroll: int = D.unroll,
         remat: bool = D.remat,
         backend: str = D.backend,
+        chunk_size: int = D.chunk_size,
     ):
         self.engine = resolve_backend(cell, backend)  # fails here, not inside a trace
         self.cell = cell
@@ -86,6 +108,7 @@ class Recurrent(nnx.Module):
         self.unroll = unroll
         self.remat = remat
         self.backend = backend
+        self.chunk_size = chunk_size
 
     @property
     def output_size(self) -> int:
@@ -113,7 +136,13 @@ class Recurrent(nnx.Module):
             h_perturb=h_perturb,
             unroll=self.unroll,
             remat=self.remat,
+            chunk=self.chunk_size,
         )
+
+    def step(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        """One timestep (decoding): x (B, F) -> (carry, output (B, H))."""
+        cell = self.cell
+        return cell.step(cell.recurrent_params(), carry, cell.project(x))
 
 
 class Bidirectional(nnx.Module):
@@ -163,6 +192,16 @@ def dropout_key(rng: Array, site: int) -> Array:
 OUTPUT_SITE = 10_000
 
 
+def resolve_block(block: str, cell: str) -> str:
+    """``auto``: residual blocks for linear recurrences, bare layers for the others."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+    if block != "auto":
+        return block
+    linear = cell in CELLS and issubclass(CELLS[cell][0], LinearCell)  # (make_cell names
+    return "residual" if linear else "none"  # an unknown cell)
+
+
 class RNNStack(nnx.Module):
     """``num_layers`` recurrent layers (optionally bidirectional), dropout between layers.
 
@@ -184,6 +223,10 @@ class RNNStack(nnx.Module):
         unroll: int = D.unroll,
         remat: bool = D.remat,
         backend: str = D.backend,
+        chunk_size: int = D.chunk_size,
+        block: str = D.block,
+        block_out: str = D.block_out,
+        block_mlp: bool = D.block_mlp,
         cell_kwargs: dict[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
@@ -192,11 +235,24 @@ class RNNStack(nnx.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         kw = dict(cell_kwargs or {})
-        opts = {"unroll": unroll, "remat": remat, "backend": backend}
+        opts = {"unroll": unroll, "remat": remat, "backend": backend, "chunk_size": chunk_size}
+        self.block = resolve_block(block, cell)
+        if self.block == "residual" and bidirectional:
+            raise ValueError("residual blocks are unidirectional; use block='none'")
+        dtype = kw.get("param_dtype", jnp.float32)
+        residual = self.block == "residual"
+        self.input_proj = (
+            InputProjection(in_features, hidden_size, param_dtype=dtype, rngs=rngs)
+            if residual
+            else None
+        )
+        in_features = hidden_size if residual else in_features
         layers = []
         size = in_features
         for _ in range(num_layers):
             fwd = Recurrent(make_cell(cell, size, hidden_size, rngs=rngs, **kw), **opts)
+            if self.block == "residual":
+                fwd = ResidualBlock(fwd, out=block_out, mlp=block_mlp, param_dtype=dtype, rngs=rngs)
             if bidirectional:
                 bwd = Recurrent(
                     make_cell(cell, size, hidden_size, rngs=rngs, **kw), reverse=True, **opts
@@ -250,6 +306,8 @@ class RNNStack(nnx.Module):
         if train and self.dropout_rate > 0 and rng is None:
             raise ValueError("dropout needs an rng when train=True")
         h_perturb = (_PERTURB.get() or {}).get(id(self))
+        if self.input_proj is not None:
+            x = self.input_proj(x)
         hidden_states, carries = [], []
         for i, layer in enumerate(self.layers):
             if i > 0 and train and self.dropout_rate > 0:
@@ -266,11 +324,20 @@ class RNNStack(nnx.Module):
         if self.bidirectional:
             raise ValueError("step-by-step decoding needs a unidirectional stack")
         new = []
+        if self.input_proj is not None:
+            x = self.input_proj(x)
         for layer, c in zip(self.layers, carry, strict=True):
-            cell = layer.cell
-            c, x = cell.step(cell.recurrent_params(), c, cell.project(x))
+            c, x = layer.step(c, x)
             new.append(c)
         return new, x
+
+    def last_output(self, y: Array, lengths: Array | None = None) -> Array:
+        """Each example's output ``y`` (B, T, F) at its last valid step: what a
+        unidirectional stack of any cell or block read out last (for bare nonlinear layers
+        it equals ``top_hidden`` of the final carry)."""
+        T = y.shape[1]
+        last = jnp.full((y.shape[0],), T - 1) if lengths is None else jnp.maximum(lengths - 1, 0)
+        return jnp.take_along_axis(y, last[:, None, None], axis=1)[:, 0]
 
     def top_hidden(self, carry: list[Carry]) -> Array:
         """The last layer's hidden state from a stack carry (forward, backward concatenated)."""

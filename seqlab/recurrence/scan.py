@@ -34,13 +34,15 @@ def length_mask(lengths: Array, max_len: int) -> Array:
 
 class Loop(NamedTuple):
     """How an engine walks time: ``mask`` (T, B) and ``eps`` (T, B, H), time-major or None,
-    the scan direction, its unroll factor, and whether to rematerialize each step."""
+    the scan direction, its unroll factor, whether to rematerialize each step, and (parallel
+    engine) the chunk length."""
 
     mask: Array | None
     eps: Array | None
     reverse: bool
     unroll: int
     remat: bool
+    chunk: int = 0  # the parallel engine: steps per chunk (0 = all at once)
 
 
 Core = Callable[[Cell, Array, Carry, Loop], tuple[Array, Carry]]
@@ -68,6 +70,7 @@ def over_time(core: Core) -> Callable[..., tuple[Array, Carry]]:
         h_perturb: Array | None = None,
         unroll: int = 1,
         remat: bool = False,
+        chunk: int = 0,
     ) -> tuple[Array, Carry]:
         flip = reverse and lengths is not None
         if flip:
@@ -75,7 +78,7 @@ def over_time(core: Core) -> Callable[..., tuple[Array, Carry]]:
             h_perturb = None if h_perturb is None else flip_sequences(h_perturb, lengths)
         mask = None if lengths is None else length_mask(lengths, xp.shape[1]).T
         eps = None if h_perturb is None else jnp.swapaxes(h_perturb, 0, 1)
-        loop = Loop(mask, eps, reverse and not flip, int(unroll), bool(remat))
+        loop = Loop(mask, eps, reverse and not flip, int(unroll), bool(remat), int(chunk))
         hs, carry = core(cell, xp, carry, loop)
         if mask is not None:
             hs = jnp.where(mask[..., None], hs, jnp.zeros_like(hs))
@@ -92,9 +95,10 @@ def scan_core(cell: Cell, xp: Array, carry: Carry, loop: Loop) -> tuple[Array, C
 
     def body(c: Carry, x: dict[str, Array]) -> tuple[Carry, Array]:
         new_c, h = cell.step(params, c, x["xp"])
-        if x["eps"] is not None:
-            h = h + x["eps"].astype(h.dtype)
-            new_c = cell.set_hidden(new_c, h)
+        if x["eps"] is not None:  # perturb the state; the output reads the perturbed state
+            hid = cell.hidden(new_c)
+            new_c = cell.set_hidden(new_c, hid + x["eps"].astype(hid.dtype))
+            h = cell.output(params, new_c, x["xp"])
         if x["mask"] is not None:
             m = x["mask"][:, None]
             new_c = jax.tree.map(lambda n, o: jnp.where(m, n, o), new_c, c)

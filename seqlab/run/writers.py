@@ -39,9 +39,16 @@ def _jsonable(v: Any) -> Any:
 
 
 class Writer:
+    #: whether ``write_probe`` shows figures (the loop draws them only when a writer does)
+    wants_figures: bool = False
+
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None: ...
 
     def write_texts(self, step: int, texts: dict[str, str]) -> None: ...
+
+    def write_probe(self, step: int, results: dict[str, Any], figure_paths: dict[str, str]) -> None:
+        """After the gradient probe at ``step``: ``results`` is the run's probe.json (layer_k
+        -> step_s -> summary with ``log10_grad_norms``), ``figure_paths`` {name: PNG}."""
 
     def close(self) -> None: ...
 
@@ -128,6 +135,10 @@ class WandbWriter(Writer):
     """W&B run in the workdir; the run id is kept in the workdir so a resume continues it.
     If W&B cannot be reached the run falls back to offline mode and training goes on."""
 
+    wants_figures = True
+    #: points per probed curve in the W&B line plot (evenly spaced in distance)
+    probe_points = 200
+
     def __init__(self, config: ConfigDict, workdir: str, mode: str):
         import wandb
 
@@ -173,6 +184,27 @@ class WandbWriter(Writer):
         )
         self.run.log({"samples": table}, step=int(step))
 
+    def write_probe(self, step: int, results: dict[str, Any], figure_paths: dict[str, str]) -> None:
+        """Per layer, log10 g against distance T - t as a line plot, one line per probed step
+        (a Table with columns step, distance, log10_g), and the figures as images."""
+        logs: dict[str, Any] = {}
+        for layer, by_step in results.items():
+            rows = []
+            for key in sorted(by_step, key=lambda s: int(s.split("_")[1])):
+                curve = by_step[key].get("log10_grad_norms") or []
+                T, n = len(curve), min(len(curve), self.probe_points)
+                for t in sorted({round(i * (T - 1) / max(n - 1, 1)) for i in range(n)}):
+                    if curve[t] is not None:  # None: g is exactly 0 (padding)
+                        rows.append([key.replace("_", " "), T - 1 - t, float(curve[t])])
+            table = self.wandb.Table(columns=["step", "distance", "log10_g"], data=rows)
+            title = f"{layer}: log10 ||dL/dh_t|| vs distance T - t"
+            logs[f"probe/{layer}/grad_vs_distance"] = self.wandb.plot.line(
+                table, "distance", "log10_g", stroke="step", title=title
+            )
+        for name, path in figure_paths.items():
+            logs[f"probe/{name}"] = self.wandb.Image(path)
+        self.run.log(logs, step=int(step))
+
     def close(self) -> None:
         directory = getattr(self.run, "dir", None)
         self.run.finish()
@@ -216,6 +248,14 @@ class MultiWriter(Writer):
     def write_texts(self, step: int, texts: dict[str, str]) -> None:
         for w in self.writers:
             w.write_texts(step, texts)
+
+    @property
+    def wants_figures(self) -> bool:  # type: ignore[override]
+        return any(w.wants_figures for w in self.writers)
+
+    def write_probe(self, step: int, results: dict[str, Any], figure_paths: dict[str, str]) -> None:
+        for w in self.writers:
+            w.write_probe(step, results, figure_paths)
 
     def close(self) -> None:
         for w in self.writers:

@@ -8,9 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from seqlab.run.probe import log10_curve  # noqa: E402
+
 
 def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
-    """One panel per T: log g_t against distance T - t, one line per cell, at the first
+    """One panel per T: log10 g_t against distance T - t, one line per cell, at the first
     (init, dashed) and last (solid) probed step."""
     cells = list(results)
     lengths = sorted({int(T) for c in cells for T in results[c]})
@@ -23,17 +25,17 @@ def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
                 continue
             order = sorted(steps, key=lambda s: int(s.split("_")[1]))
             for key, style in ((order[0], "--"), (order[-1], "-")):
-                g = np.asarray(steps[key]["grad_norms"])
-                ax.semilogy(
-                    np.arange(len(g))[::-1],
-                    np.maximum(g, 1e-30),
+                lg = np.array(log10_curve(steps[key]), dtype=float)  # None (g = 0) -> nan
+                ax.plot(
+                    np.arange(len(lg))[::-1],
+                    lg,
                     style,
                     color=colors[cell],
                     label=f"{cell} {key.replace('_', ' ')}",
                 )
         ax.set_title(f"T = {T}")
         ax.set_xlabel("distance T - t")
-    axes[0][0].set_ylabel("||dL/dh_t||")
+    axes[0][0].set_ylabel("log10 ||dL/dh_t||")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -50,8 +52,8 @@ def grad_heatmap(results: dict, path: str, layer: str = "layer_0") -> None:
         order = sorted(steps, key=lambda s: int(s.split("_")[1]))
         if not order:
             continue
-        grid = np.log10(np.maximum([steps[k]["grad_norms"][::-1] for k in order], 1e-30))
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower")
+        grid = np.array([log10_curve(steps[k])[::-1] for k in order], dtype=float)
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower", interpolation="none")
         ax.set_yticks(range(len(order)), [k.split("_")[1] for k in order], fontsize=6)
         ax.set_title(f"{cell}, T = {T}")
         ax.set_xlabel("distance T - t")
