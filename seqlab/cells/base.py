@@ -109,7 +109,7 @@ class Cell(nnx.Module):
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **gate_options: Any,
+        **options: Any,
     ):
         if in_features < 1 or hidden_size < 1:
             raise ValueError(
@@ -117,12 +117,21 @@ class Cell(nnx.Module):
             )
         self.in_features = in_features
         self.hidden_size = hidden_size
-        init = self.default_init if init == "default" else init
-        self.init = init
+        self.init = self.default_init if init == "default" else init
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.init_params(rngs, **options)
+
+    def init_params(self, rngs: nnx.Rngs, **gate_options: Any) -> None:
+        """Creates the parameters: w_x, w_h and b by the init preset, then the gate biases
+        the cell sets (``adjust_bias``)."""
         w_x, w_h, b = init_kernels(
-            init, rngs.params(), in_features, hidden_size, self.num_gates, param_dtype
+            self.init,
+            rngs.params(),
+            self.in_features,
+            self.hidden_size,
+            self.num_gates,
+            self.param_dtype,
         )
         b = self.adjust_bias(b, rngs, **gate_options)
         self.w_x = nnx.Param(w_x)

@@ -28,29 +28,17 @@ class LinearCell(Cell):
     #: combine in log space
     log_space: bool = False
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_size: int,
-        *,
-        init: str = "default",
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-        **options: Any,
-    ):
-        if in_features < 1 or hidden_size < 1:
+    def init_params(self, rngs: nnx.Rngs, **options: Any) -> None:
+        """The input projection (LeCun normal, zero bias) and the recurrence's own
+        parameters; no recurrent kernel (a_t does not depend on h)."""
+        if self.init != "default":
             raise ValueError(
-                f"in_features and hidden_size must be >= 1, got {in_features}, {hidden_size}"
+                f"{type(self).__name__} has its own initialization; got init={self.init!r}"
             )
-        if init != "default":
-            raise ValueError(f"{type(self).__name__} has its own initialization; got init={init!r}")
-        self.in_features, self.hidden_size = in_features, hidden_size
-        self.init, self.dtype, self.param_dtype = init, dtype, param_dtype
         width = self.projection_width()
         lecun = nnx.initializers.lecun_normal()
-        self.w_x = nnx.Param(lecun(rngs.params(), (in_features, width), param_dtype))
-        self.b = nnx.Param(jnp.zeros((width,), param_dtype))
+        self.w_x = nnx.Param(lecun(rngs.params(), (self.in_features, width), self.param_dtype))
+        self.b = nnx.Param(jnp.zeros((width,), self.param_dtype))
         self.init_recurrence(rngs, **options)
 
     def projection_width(self) -> int:
