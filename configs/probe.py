@@ -26,12 +26,17 @@ a few dozen steps), and after training LSTM and GRU decay markedly more slowly t
 initialization the GRU decays faster than the RNN). See experiments/vanishing_gradients/ for
 the measured table.
 
+The default sweep also probes, at T = 100 and 1000, the memory-horizon variants: ``lstm/chrono``
+and ``gru/chrono`` (chrono initialization with T_max = T; a sweep's ``cell/init`` sets
+``model.init``) and the linear recurrences ``lru``, ``mingru``, ``minlstm``, ``rglru``.
+
 Variants: ``full``, ``runlocal`` (tiny, for tests: rnn and lstm at T = 5 and 20),
-``cells=rnn+lstm``, ``lengths=10+100``.
+``cells=rnn+lstm/chrono+lru`` and ``lengths=10+100`` (either gives one cells x lengths grid).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from ml_collections import ConfigDict
@@ -42,6 +47,9 @@ from seqlab.tools.sweep import cells_by_lengths
 
 CELLS = ("rnn", "lstm", "gru")
 LENGTHS = (10, 50, 100, 200, 500, 1000)
+# chrono init (Tallec & Ollivier 2018; T_max = each point's T) and the linear recurrences
+VARIANTS = ("lstm/chrono", "gru/chrono", "lru", "mingru", "minlstm", "rglru")
+VARIANT_LENGTHS = (100, 1000)
 RUNLOCAL_CELLS = ("rnn", "lstm")
 RUNLOCAL_LENGTHS = (5, 20)
 
@@ -86,11 +94,18 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
 
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
-    """Cells x sequence lengths: ``model.cell`` and ``data.seq_len`` per point."""
+    """``model.cell`` and ``data.seq_len`` per point: the classic cells at every length and
+    the memory-horizon variants (chrono-initialized LSTM/GRU, the linear recurrences) at
+    ``VARIANT_LENGTHS``; ``cells=`` / ``lengths=`` give one cells x lengths grid instead."""
     a = _arg(arg)
-    cells = a.cells or "+".join(RUNLOCAL_CELLS if a.runlocal else CELLS)
-    lengths = a.lengths or "+".join(map(str, RUNLOCAL_LENGTHS if a.runlocal else LENGTHS))
-    return cells_by_lengths(f"cells={cells},lengths={lengths}", _known_cells(), LENGTHS)
+    if a.runlocal or a.cells or a.lengths:
+        cells = a.cells or "+".join(RUNLOCAL_CELLS if a.runlocal else CELLS + VARIANTS)
+        lengths = a.lengths or "+".join(map(str, RUNLOCAL_LENGTHS if a.runlocal else LENGTHS))
+        return cells_by_lengths(f"cells={cells},lengths={lengths}", _known_cells(), LENGTHS)
+    grid = lambda cells, lengths: cells_by_lengths(
+        f"cells={'+'.join(cells)},lengths={'+'.join(map(str, lengths))}", _known_cells(), ()
+    )
+    return itertools.chain(grid(CELLS, LENGTHS), grid(VARIANTS, VARIANT_LENGTHS))
 
 
 def _known_cells() -> tuple[str, ...]:

@@ -132,9 +132,17 @@ def test_probe_sweep_is_what_the_config_declares():
     ]
     module = load_config(PROBE_CONFIG)
     full = load_sweep(PROBE_CONFIG, None)
-    assert full == [
-        {"model.cell": c, "data.seq_len": T} for c in module.CELLS for T in module.LENGTHS
-    ]
+    classic = [{"model.cell": c, "data.seq_len": T} for c in module.CELLS for T in module.LENGTHS]
+    assert full[: len(classic)] == classic
+    variants = full[len(classic) :]  # chrono LSTM/GRU (T_max = T) and the linear cells
+    assert len(variants) == len(module.VARIANTS) * len(module.VARIANT_LENGTHS)
+    assert {
+        "model.cell": "lstm",
+        "data.seq_len": 1000,
+        "model.init": "chrono",
+        "model.chrono_max_len": 1000,
+    } in variants
+    assert {"model.cell": "lru", "data.seq_len": 100} in variants
     assert load_sweep(PROBE_CONFIG, "full,cells=gru+irnn,lengths=7") == [
         {"model.cell": "gru", "data.seq_len": 7},
         {"model.cell": "irnn", "data.seq_len": 7},

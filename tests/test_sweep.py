@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from seqlab.errors import UsageError
 from seqlab.tasks import get_task_class
 from seqlab.tools.flags import expand_sweep_point
 from seqlab.tools.report import collect, figure_metric, report
@@ -78,6 +79,40 @@ def test_helpers_and_names():
         {"model.cell": "gru", "data.seq_len": 50},
     ]
     assert len(list(cells_by_lengths(None, ("rnn", "gru"), (5, 6, 7)))) == 6
+    # cell/init picks an init preset; chrono's T_max is each point's own T
+    assert list(cells_by_lengths("cells=lstm/chrono+gru,lengths=40+80", ("lstm", "gru"), ())) == [
+        {
+            "model.cell": "lstm",
+            "data.seq_len": 40,
+            "model.init": "chrono",
+            "model.chrono_max_len": 40,
+        },
+        {
+            "model.cell": "lstm",
+            "data.seq_len": 80,
+            "model.init": "chrono",
+            "model.chrono_max_len": 80,
+        },
+        {"model.cell": "gru", "data.seq_len": 40},
+        {"model.cell": "gru", "data.seq_len": 80},
+    ]
+    with pytest.raises(UsageError, match="unknown init 'chrona'"):
+        list(cells_by_lengths("cells=lstm/chrona", ("lstm",), (5,)))
+
+
+def test_report_labels_a_non_default_init_after_its_cell():
+    from seqlab.tools.report import cell_label, cell_order
+
+    assert cell_label({"cell": "lstm", "init": "chrono"}) == "lstm/chrono"
+    assert cell_label({"cell": "gru", "init": "default"}) == "gru"
+    assert cell_label({"cell": "gru"}) == "gru"
+    assert cell_order(["gru", "lstm/chrono", "zzz", "lstm", "rnn"]) == [
+        "rnn",
+        "lstm",
+        "lstm/chrono",
+        "gru",
+        "zzz",
+    ]
 
 
 def test_wandb_yaml_grid_and_zipped():

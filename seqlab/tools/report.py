@@ -85,7 +85,7 @@ def _row(root: str, dirpath: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run": os.path.relpath(dirpath, root),
         "task": section("task").get("name", "?"),
-        "cell": section("model").get("cell", "?"),
+        "cell": cell_label(section("model")),
         "seq_len": section("data").get("seq_len", 0),
         "seed": config.get("seed", "?"),
         "state": "unreadable" if why else status.get("state", "done" if evals else "unknown"),
@@ -190,12 +190,25 @@ def _fmt_probe(x: float | None, spec: str = ".3g") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def cell_label(model: dict[str, Any]) -> str:
+    """A run's cell as reports name it: ``lstm``, or ``lstm/chrono`` when the run chose an
+    initialization preset other than the cell's default (the sweeps' ``cell/init`` syntax)."""
+    cell, init = str(model.get("cell", "?")), model.get("init", "default")
+    return cell if init in ("default", "", None) else f"{cell}/{init}"
+
+
 def cell_order(cells: Any) -> list[str]:
-    """Cells in the registry's order (rnn, irnn, lstm, gru, ...), then any others by name."""
+    """Cells in the registry's order (rnn, irnn, lstm, gru, ...; ``lstm/chrono`` after
+    ``lstm``), then any others by name."""
     from seqlab.cells import CELLS
 
     known = list(CELLS)
-    return sorted(cells, key=lambda c: (known.index(c), c) if c in known else (len(known), c))
+
+    def key(label: str) -> tuple[int, str]:  # "lstm/chrono" right after "lstm"
+        base = label.split("/")[0]
+        return (known.index(base), label) if base in known else (len(known), label)
+
+    return sorted(cells, key=key)
 
 
 def probe_table(results: dict, layer: str = "layer_0") -> str:

@@ -43,16 +43,30 @@ def cells_by_lengths(
     arg: str | None, cells: Sequence[str], lengths: Sequence[int]
 ) -> Iterator[dict[str, Any]]:
     """A ``get_sweep`` of cells x sequence lengths, narrowed by ``arg``
-    (``cells=lstm+gru,lengths=100+200``): points set ``model.cell`` and ``data.seq_len``."""
+    (``cells=lstm+gru,lengths=100+200``): points set ``model.cell`` and ``data.seq_len``.
+
+    A cell may name an initialization preset after a slash, ``lstm/chrono``: the point also
+    sets ``model.init`` (and, for ``chrono``, ``model.chrono_max_len`` to the point's T, the
+    dependency length the task asks for), and reports label its rows ``lstm/chrono``."""
+    from seqlab.cells.base import INIT_PRESETS
     from seqlab.config import parse_arg
 
     a = parse_arg(arg, cells="+".join(cells), lengths="+".join(map(str, lengths)))
-    chosen = a.cells.split("+")
-    for cell in chosen:
+    chosen = [c.partition("/") for c in a.cells.split("+")]
+    for cell, slash, init in chosen:
         if cell not in cells:
             raise UsageError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
-    for p in product(cell=chosen, T=_lengths(a.lengths)):
-        yield {"model.cell": p["cell"], "data.seq_len": p["T"]}
+        if slash and init not in INIT_PRESETS:
+            raise UsageError(
+                f"unknown init {init!r} in the sweep's {cell}/{init}; choose from {INIT_PRESETS}"
+            )
+    for (cell, _, init), T in itertools.product(chosen, _lengths(a.lengths)):
+        point: dict[str, Any] = {"model.cell": cell, "data.seq_len": T}
+        if init:
+            point["model.init"] = init
+            if init == "chrono":
+                point["model.chrono_max_len"] = T
+        yield point
 
 
 def _lengths(text: str) -> list[int]:
