@@ -21,6 +21,7 @@ from ml_collections import ConfigDict
 from seqlab.models.build import build_model
 from seqlab.run.optim import make_optimizer
 from seqlab.tasks import Task
+from seqlab.tasks.vocab import Vocab
 
 #: the config.model keys that fix the parameters' shapes (a resumed run must match them)
 SHAPE_KEYS = (
@@ -124,6 +125,6 @@ def checkpoint_meta(config: ConfigDict, task: Task) -> dict[str, Any]:
         },
     }
     vocab = getattr(task, "vocab", None)
-    if vocab is not None:
+    if isinstance(vocab, Vocab):  # a task may name an int size "vocab"; only a Vocab is saved
         meta["vocab"] = vocab.to_dict()
     return meta

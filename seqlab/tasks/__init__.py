@@ -21,6 +21,12 @@ TASKS: dict[str, str] = {
     "copy_memory": "seqlab.tasks.copy_memory:CopyMemoryTask",
     "addition": "seqlab.tasks.seq2seq:AdditionTask",
     "reverse": "seqlab.tasks.seq2seq:ReverseTask",
+    "parity": "seqlab.tasks.state_tracking:ParityTask",
+    "s3": "seqlab.tasks.state_tracking:S3Task",
+    "selective_copy": "seqlab.tasks.selective:SelectiveCopyTask",
+    "associative_recall": "seqlab.tasks.selective:AssociativeRecallTask",
+    "mnist1d": "seqlab.tasks.mnist:MNIST1DTask",
+    "smnist": "seqlab.tasks.mnist:SequentialMNISTTask",
 }
 
 

@@ -16,6 +16,7 @@ one window at a time for ``random``, matching training).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,8 +37,16 @@ from seqlab.tasks.base import (
     cross_entropy,
     rng_for,
 )
-from seqlab.tasks.corpora import Vocab, load_corpus, min_corpus_size, split, split_sizes
+from seqlab.tasks.corpora import (
+    Vocab,
+    load_corpus,
+    min_corpus_size,
+    split,
+    split_sizes,
+    standard_split,
+)
 
+log = logging.getLogger("seqlab")
 Array = jax.Array
 BATCHING = ("tbptt", "random")
 
@@ -47,10 +56,17 @@ class CharLMTask(Task):
 
     name = "charlm"
     KEYS = {
-        "data.corpus": ("tinyshakespeare", "tinyshakespeare | python_stdlib | file:PATH"),
+        "data.corpus": (
+            "tinyshakespeare",
+            "tinyshakespeare | enwik8 | text8 | python_stdlib | file:PATH",
+        ),
         "data.unit": ("char", "char | byte: what one symbol is"),
         "data.batching": ("random", "random windows | tbptt (char-rnn's contiguous streams)"),
-        "data.val_fraction": (0.05, "share of the corpus held out for eval (before test)"),
+        "data.val_fraction": (
+            0.05,
+            "share of the corpus held out for eval, before test (enwik8 and text8 read whole: "
+            "their published 90M/5M/5M split instead)",
+        ),
         "data.test_fraction": (0.05, "share held out for `seqlab eval --split test` (0 = none)"),
         "data.max_chars": (0, "read at most this many characters (0 = the whole corpus)"),
         "task.eval_batches": (0, "eval batches from the val split (0 = the whole split)"),
@@ -76,7 +92,7 @@ class CharLMTask(Task):
         self.corpus = load_corpus(str(d.corpus), unit=str(d.unit), max_chars=int(d.max_chars))
         self.vocab: Vocab = self.corpus.vocab
         self._check_size()
-        self.splits = split(self.corpus.ids, self.val_fraction, self.test_fraction)
+        self.splits = self._split()
         self.sample_every = int(t.sample_every)
         self.sample_length = int(t.sample_length)
         temps = str(t.sample_temperatures)
@@ -164,6 +180,23 @@ class CharLMTask(Task):
                 f"test_fraction={self.test_fraction} it needs at least {n_min} (so that the "
                 f"splits hold {', '.join(f'{k} >= {v}' for k, v in need.items())})"
             )
+
+    def _split(self) -> dict[str, np.ndarray]:
+        """The corpus's published split when it has one and is read whole, else fractions."""
+        standard = standard_split(self.corpus)
+        if standard is None:
+            return split(self.corpus.ids, self.val_fraction, self.test_fraction)
+        sizes = tuple(len(standard[k]) for k in ("train", "val", "test"))
+        if split_sizes(len(self.corpus), self.val_fraction, self.test_fraction) != sizes:
+            log.warning(
+                "corpus %s read whole: using its published split %s (train, val, test), not "
+                "data.val_fraction=%s and data.test_fraction=%s",
+                self.corpus.name,
+                sizes,
+                self.val_fraction,
+                self.test_fraction,
+            )
+        return standard
 
     def _prime(self, prime: str) -> np.ndarray:
         prime = self.vocab.prime(prime)

@@ -3,12 +3,16 @@
 ``load_corpus(name)`` knows three kinds of corpus:
 
 - ``tinyshakespeare``: char-rnn's 1.1M-character corpus, downloaded once from its canonical
-  URL into ``$SEQLAB_DATA_DIR`` (default ``~/.cache/seqlab``), sha256-verified, then offline.
+  URL into ``$SEQLAB_DATA_DIR`` (default ``~/.cache/seqlab``), sha256-verified, then offline;
+  ``enwik8`` (10^8 bytes of Wikipedia XML, the Hutter prize file) and ``text8`` (the same
+  text reduced to 27 characters, a-z and space) likewise, as zip archives unzipped once.
 - ``python_stdlib``: the running Python's own standard-library sources, concatenated in path
   order (no download; the stand-in for char-rnn's Linux-source experiment).
 - ``file:PATH``: any text file, as UTF-8 characters or (``unit='byte'``) raw bytes.
 
-Splits are contiguous (train, then val, then test), as in char-rnn.
+Splits are contiguous (train, then val, then test), as in char-rnn; enwik8 and text8 read whole
+use their published split (``STANDARD_SPLITS``). ``DATASETS`` are other tasks' files (MNIST)
+fetched by the same ``fetch``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlab.errors import DataError
+from seqlab.tasks.archives import unzip_member
 from seqlab.tasks.vocab import UNITS, Vocab  # noqa: F401 (Vocab: re-exported)
 
 ENV_DATA_DIR = "SEQLAB_DATA_DIR"
@@ -35,6 +40,7 @@ class RemoteFile:
     url: str
     sha256: str
     relpath: str  # where it lives under the data dir
+    member: str = ""  # a zip archive's member that holds the corpus, unzipped beside it
 
 
 REMOTE = {
@@ -43,7 +49,33 @@ REMOTE = {
         "tinyshakespeare/input.txt",
         sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
         relpath="tinyshakespeare/input.txt",
-    )
+    ),
+    # sha256 of the zips as pinned by several public download scripts; members: 10^8 bytes
+    "enwik8": RemoteFile(
+        url="http://mattmahoney.net/dc/enwik8.zip",
+        sha256="547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc",
+        relpath="enwik8/enwik8.zip",
+        member="enwik8",
+    ),
+    "text8": RemoteFile(
+        url="http://mattmahoney.net/dc/text8.zip",
+        sha256="a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
+        relpath="text8/text8.zip",
+        member="text8",
+    ),
+}
+#: other tasks' files: MNIST's four gzipped idx files (seqlab.tasks.mnist), from TensorFlow's
+#: mirror, with the sha256 sums that torchvision, TensorFlow's scripts and others pin
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+DATASETS = {  # "mnist/train-images-idx3-ubyte.gz", ...
+    f"mnist/{n}.gz": RemoteFile(f"{MNIST_URL}{n}.gz", h, f"mnist/{n}.gz")
+    for n, h in MNIST_SHA256.items()
 }
 CORPORA = (*REMOTE, "python_stdlib", "file:PATH")
 #: directory names never read into ``python_stdlib``
@@ -87,7 +119,7 @@ def load_corpus(name: str, *, unit: str = "char", max_chars: int = 0) -> Corpus:
     if key is not None and key in _LAST:
         return _LAST[key]
     if name in REMOTE:
-        path = fetch(name)
+        path = local_file(name)
         data, source = _read(path, unit), str(path)
     elif name == "python_stdlib":
         data, source = python_stdlib(max_chars, unit), sysconfig.get_paths()["stdlib"]
@@ -200,8 +232,9 @@ def _download(url: str, dest: Path) -> None:
 
 
 def fetch(name: str) -> Path:
-    """The verified local copy of a remote corpus, downloading it once if it is missing."""
-    spec = REMOTE[name]
+    """The verified local copy of a remote file (``REMOTE`` or ``DATASETS``), downloading it
+    once if it is missing."""
+    spec = REMOTE[name] if name in REMOTE else DATASETS[name]
     path = data_dir() / spec.relpath
     _check_data_path(path)
     if path.exists():
@@ -233,6 +266,13 @@ def fetch(name: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def local_file(name: str) -> Path:
+    """The verified file of remote corpus ``name``: ``fetch(name)``, or the archive's member
+    (``RemoteFile.member``) unzipped beside it once."""
+    path = fetch(name)
+    return unzip_member(path, REMOTE[name].member) if REMOTE[name].member else path
 
 
 def _check_data_path(path: Path) -> None:
@@ -302,6 +342,23 @@ def split(ids: np.ndarray, val_fraction: float, test_fraction: float) -> dict[st
         "val": ids[n_train : n_train + n_val],
         "test": ids[n_train + n_val :],
     }
+
+
+#: corpora with a published split: (train, val, test) lengths of the whole corpus
+STANDARD_SPLITS = {
+    "enwik8": (90_000_000, 5_000_000, 5_000_000),  # bytes
+    "text8": (90_000_000, 5_000_000, 5_000_000),
+}
+
+
+def standard_split(corpus: Corpus) -> dict[str, np.ndarray] | None:
+    """The published split of a corpus read whole (``STANDARD_SPLITS``), else None (a prefix,
+    or enwik8 read as UTF-8 characters, is not the benchmark: split it by fractions)."""
+    sizes = STANDARD_SPLITS.get(corpus.name)
+    if sizes is None or sum(sizes) != len(corpus):
+        return None
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return {"train": corpus.ids[:a], "val": corpus.ids[a:b], "test": corpus.ids[b:]}
 
 
 def min_corpus_size(need: dict[str, int], val_fraction: float, test_fraction: float) -> int:
