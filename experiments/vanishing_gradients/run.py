@@ -147,12 +147,28 @@ def reading(results: dict) -> str:
                 + "; ".join(parts)
                 + "."
             )
+    for cell in [c for c in results if c.endswith("/chrono")]:
+        base = cell.split("/")[0]
+        T = max(results[cell], key=int)
+        horizon = lambda c, T=T: _init_step(results, c, T).get("horizon") if c in results else None
+        f = lambda h: "never within T" if h is None else f"at distance {h}"
+        out.append(
+            f"- chrono initialization (T_max = T = {T}): at initialization {cell}'s gradient "
+            f"falls below 1e-3 g_T {f(horizon(cell))} (the default {base}'s: "
+            f"{f(horizon(base))})."
+        )
     out.append(
         "- every curve is exponential in distance (straight on the log plot) over the whole "
         "range: the probe measures log10 g_t, so nothing underflows (g_1/g_T above is "
         "printed in float64)."
     )
     return "**Reading (computed from the table):**\n\n" + "\n".join(out)
+
+
+def _init_step(results: dict, cell: str, T: str) -> dict:
+    """The layer-0 probe at initialization (step 0) of ``cell`` at length ``T``."""
+    steps = results[cell].get(T, {}).get("layer_0", {})
+    return steps[min(steps, key=lambda s: int(s.split("_")[1]))] if steps else {}
 
 
 def summary(results: dict) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -36,9 +38,15 @@ def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
         ax.set_title(f"T = {T}")
         ax.set_xlabel("distance T - t")
     axes[0][0].set_ylabel("log10 ||dL/dh_t||")
-    axes[0][-1].legend(fontsize=7)
+    labels: dict[str, Any] = {}  # every cell's lines, whichever panels have them
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labels.setdefault(label, handle)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.legend(
+        labels.values(), labels.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7
+    )  # beside the panels, not over the longest T's curves
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
