@@ -53,7 +53,9 @@ def base_config() -> ConfigDict:
     c.model.remat = False  # recompute each step's activations in the backward (less memory)
     # fast: each cell's hand-written backward (seqlab.recurrence.fast; reverse mode only,
     # faster; a cell without kernels runs scan and says so once); scan: autodiff of lax.scan,
-    # for forward-mode or higher-order derivatives.
+    # for forward-mode or higher-order derivatives; parallel: a linear cell's associative
+    # scan; cudnn: the LSTM on cuDNN (seqlab.recurrence.cudnn; CUDA GPU, float32; elsewhere
+    # it runs fast and says so once).
     c.model.backend = "fast"
     # Linear recurrences (lru, mingru, minlstm, rglru), backend=fast: 0 = one associative
     # scan over all T steps; N > 0 = sequential over chunks of N steps, parallel inside

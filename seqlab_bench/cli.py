@@ -1,7 +1,8 @@
 """``seqlab bench``: seqlab's recurrence against stock Flax and PyTorch, in one process.
 
     seqlab bench [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L]
-                 [--peers seqlab,flax,torch] [--impl scan,fast] [--repeats N] [--json FILE]
+                 [--peers seqlab,flax,torch,torch_cuda] [--impl scan,fast,cudnn] [--repeats N]
+                 [--json FILE]
                  [--mode speed,compile,memory,generate,probe] [--threads 1]
 
 Modes (each its own module): ``speed`` (the default; ``train_step.py``) times a char-LM
@@ -68,8 +69,12 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("hidden", 128, "hidden size H", **d)
     flags.DEFINE_integer("layers", 1, "recurrent layers L", **d)
     flags.DEFINE_integer("vocab", 65, "vocabulary (one-hot input and logits)", **d)
-    flags.DEFINE_string("peers", "seqlab,flax,torch", "peers: seqlab, flax, torch", **d)
-    flags.DEFINE_string("impl", "scan,fast", "seqlab recurrence: scan (run_cell), fast", **d)
+    flags.DEFINE_string(
+        "peers", "seqlab,flax,torch", "peers: seqlab, flax, torch, torch_cuda (GPU)", **d
+    )
+    flags.DEFINE_string(
+        "impl", "scan,fast", "seqlab recurrence: scan (run_cell), fast, parallel, cudnn", **d
+    )
     flags.DEFINE_string("mode", "speed", ", ".join(MODES) + " (comma list)", **d)
     flags.DEFINE_string("passes", "train,forward", "speed mode: train and/or forward", **d)
     flags.DEFINE_integer("repeats", 10, "timed repeats per peer (round-robin)", **d)

@@ -1,6 +1,6 @@
 """The models compared: seqlab's ``LanguageModel`` (one peer per recurrence backend), stock
-Flax (``nnx.RNN`` over Flax's own cells) and PyTorch (``nn.LSTM``/``nn.GRU``/``nn.RNN``), each
-the same char-LM on the same tokens.
+Flax (``nnx.RNN`` over Flax's own cells) and PyTorch (``nn.LSTM``/``nn.GRU``/``nn.RNN``; on the
+CPU, and as ``torch_cuda`` on a CUDA GPU, cuDNN), each the same char-LM on the same tokens.
 
 PyTorch is a peer only: it is imported lazily, in this module alone, and a missing PyTorch
 just drops its peer.
@@ -16,7 +16,7 @@ import numpy as np
 from seqlab_bench.timing import timed
 from seqlab_bench.workload import PASSES, Peer, Shape, jax_peer
 
-PEERS = ("seqlab", "flax", "torch")
+PEERS = ("seqlab", "flax", "torch", "torch_cuda")
 TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 FLAX_CELLS = {"lstm": "OptimizedLSTMCell", "gru": "GRUCell", "rnn": "SimpleCell"}
 
@@ -208,6 +208,69 @@ def torch_peer(
     return Peer("torch", "-", train, forward, first, {m: None for m in modes}, {})
 
 
+# -- PyTorch on a CUDA GPU (cuDNN) --------------------------------------------------------
+
+
+def torch_cuda_available() -> bool:
+    """Whether PyTorch imports and sees a CUDA GPU."""
+    if not torch_available():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def set_torch_tf32(allow: bool) -> None:
+    """Lets (or forbids) PyTorch's cuBLAS matmuls and cuDNN RNNs use TF32 for float32."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def torch_cuda_peer(
+    cell: str,
+    shape: Shape,
+    tokens: np.ndarray,
+    *,
+    lr: float = 1e-3,
+    seed: int = 0,
+    bf16: bool = False,
+    modes: Sequence[str] = PASSES,
+) -> Peer:
+    """PyTorch's LM (``torch_model``) on the GPU: ``nn.LSTM``/``GRU``/``RNN`` run cuDNN's
+    kernels. ``bf16``: under ``torch.autocast(bfloat16)`` (float32 weights, bfloat16
+    matmuls); TF32 as ``set_torch_tf32`` left it. Impl ``cuda`` or ``cuda-bf16``."""
+    import torch
+
+    model = torch_model(cell, shape, seed).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    t = torch.as_tensor(tokens).cuda().long()
+
+    def loss() -> Any:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(t[:, :-1]).float()
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1)
+        )
+
+    def train() -> float:
+        opt.zero_grad(set_to_none=True)
+        value = loss()
+        value.backward()
+        opt.step()
+        return float(value.item())  # .item() waits for the GPU
+
+    def forward() -> float:
+        with torch.inference_mode():
+            return float(loss().item())
+
+    run = {"train": train, "forward": forward}
+    first = {m: timed(run[m])[1] for m in modes}
+    impl = "cuda-bf16" if bf16 else "cuda"
+    return Peer("torch", impl, train, forward, first, {m: None for m in modes}, {})
+
+
 # -- all of them ---------------------------------------------------------------------------
 
 
@@ -237,4 +300,6 @@ def build_peers(
             out.append(flax_peer(cell, shape, tokens, **kw))
         elif p == "torch" and cell in TORCH_CELLS and torch_available():
             out.append(torch_peer(cell, shape, tokens, **kw))
+        elif p == "torch_cuda" and cell in TORCH_CELLS and torch_cuda_available():
+            out.append(torch_cuda_peer(cell, shape, tokens, **kw))
     return out

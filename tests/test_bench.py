@@ -232,7 +232,7 @@ def test_generate_mode_measures_without_targets() -> None:
     "flag, says",
     [
         ("--probe_lengths=10,x", "--probe_lengths must be comma-separated integers"),
-        ("--impl=cudnn", "unknown backend 'cudnn' in --impl"),
+        ("--impl=cudnnn", "unknown backend 'cudnnn' in --impl"),
         ("--batch=0", "--batch must be >= 1"),
         ("--batch=two", "--batch"),
         ("--celss=lstm", "unknown flag --celss (did you mean --cells?)"),

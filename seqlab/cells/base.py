@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells.kernels import Kernels
+from seqlab.cells.kernels import Kernels, matmul_operands
 
 Array = jax.Array
 Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
@@ -166,7 +166,7 @@ class Cell(nnx.Module):
         k = self.kernels()
         if k is None:
             raise NotImplementedError(f"{type(self).__name__} defines neither step nor kernels")
-        new_carry, h, _ = k.fwd(k.prep(params), carry, xp)
+        new_carry, h, _ = k.fwd(matmul_operands(k.prep(params), self.dtype), carry, xp)
         return new_carry, h
 
     # -- shared ----------------------------------------------------------------------------
@@ -221,8 +221,11 @@ def chrono_bias(rngs: nnx.Rngs, hidden: int, max_len: int, dtype: Any) -> Array:
 
 
 def recurrent_matmul(h: Array, w: Array) -> Array:
-    """h @ w in the precision of w (the recurrent matmul lives on the critical path)."""
-    return jnp.matmul(h.astype(w.dtype), w)
+    """h @ w in the precision of w (the recurrent matmul lives on the critical path),
+    accumulated in the wider of the two dtypes and returned in h's: with bfloat16 weights
+    (``Cell.dtype``) and a float32 carry, a bfloat16 matmul with float32 accumulation."""
+    acc = jnp.promote_types(h.dtype, w.dtype)
+    return jnp.matmul(h.astype(w.dtype), w, preferred_element_type=acc).astype(h.dtype)
 
 
 def get_activation(name: str) -> Callable[[Array], Array]:

@@ -56,7 +56,7 @@ def _bwd(q: Params, res, h: Array, cur: Array, dh: Array):
     dn = dh * (1.0 - z) * (1.0 - n * n)
     dr = dn * hn * r * (1.0 - r)
     dz = dh * (h - n) * z * (1.0 - z)
-    return dh * z + cat(dr, dz, dn * r) @ q["t"], cat(dr, dz, dn)
+    return dh * z + recurrent_matmul(cat(dr, dz, dn * r), q["t"]), cat(dr, dz, dn)
 
 
 def _r_of(res: tuple[Array, ...]) -> tuple[Array, ...]:
@@ -89,9 +89,9 @@ def _rb_bwd(q: Params, res, h: Array, cur: Array, dh: Array):
     rz, n = res
     r, z = split(rz, 2)
     dn = dh * (1.0 - z) * (1.0 - n * n)
-    s = dn @ q["t2"]  # gradient w.r.t. r * h
+    s = recurrent_matmul(dn, q["t2"])  # gradient w.r.t. r * h
     drz = cat(s * h * r * (1.0 - r), dh * (h - n) * z * (1.0 - z))
-    return dh * z + s * r + drz @ q["t1"], cat(drz, dn)
+    return dh * z + s * r + recurrent_matmul(drz, q["t1"]), cat(drz, dn)
 
 
 RESET_BEFORE = Kernels(two_blocks(2), _rb_fwd, _rb_bwd, _r_of, gated_wgrad(2))

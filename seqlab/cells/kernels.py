@@ -26,7 +26,9 @@ class Kernels(NamedTuple):
     """A cell's step as pure functions, for ``seqlab.recurrence.fast``.
 
     prep(params) -> q: loop-invariant operands (kernel blocks and their transposes), made
-        once per call from ``Cell.recurrent_params()``.
+        once per call from ``Cell.recurrent_params()``. Its 2-D entries are the recurrent
+        matmuls' operands (``matmul_operands`` casts them to the compute dtype); fwd and
+        bwd multiply by them through ``base.recurrent_matmul``.
     fwd(q, carry, xp) -> (new_carry, h, res): one step from the projected input, plus the
         raw values its backward needs (e.g. the LSTM's gate activations).
     bwd(q, res, prev, cur, d_new) -> (d_prev, dxp): prev/cur are the carries entering and
@@ -77,6 +79,15 @@ def two_blocks(split_at: int) -> Callable[[Params], Params]:
         return {"w1": w1, "t1": w1.T, "w2": w2, "t2": w2.T}
 
     return prep
+
+
+def matmul_operands(q: Params, dtype: Any) -> Params:
+    """q with its matrices in the compute ``dtype`` (None: unchanged); vectors (biases,
+    scales) keep the parameter dtype. With float32 parameters and ``dtype=bfloat16`` the
+    recurrent matmuls run in bfloat16, accumulated in float32 (``recurrent_matmul``)."""
+    if dtype is None:
+        return q
+    return {k: v.astype(dtype) if v.ndim == 2 else v for k, v in q.items()}
 
 
 def no_res(res: tuple[Array, ...]) -> tuple[Array, ...]:

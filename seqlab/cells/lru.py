@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells.base import Array, Carry
+from seqlab.cells.base import Array, Carry, recurrent_matmul
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
 
@@ -74,8 +74,9 @@ class LRUCell(LinearCell):
         return self.lam(params), jnp.exp(params["gamma_log"]) * bx
 
     def output(self, params: dict[str, Array], carry: Carry, xp: Array) -> Array:
-        n = self.hidden_size
-        y = jnp.real(carry) @ params["c_re"] - jnp.imag(carry) @ params["c_im"]
+        n, dt = self.hidden_size, self.dtype  # the compute dtype (None: the parameters')
+        c_re, c_im = (params[k] if dt is None else params[k].astype(dt) for k in ("c_re", "c_im"))
+        y = recurrent_matmul(jnp.real(carry), c_re) - recurrent_matmul(jnp.imag(carry), c_im)
         return y + xp[..., 2 * n :]
 
     def initial_carry(self, batch_size: int) -> Carry:

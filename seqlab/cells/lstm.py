@@ -49,7 +49,7 @@ def _bwd(q: Params, res, prev: Carry, cur: Carry, d_new: Carry):
         dc * i * (1.0 - g * g),
         dh * tc * o * (1.0 - o),
     )
-    return (dc * f, dz @ q["t"]), dz
+    return (dc * f, recurrent_matmul(dz, q["t"])), dz
 
 
 KERNELS = Kernels(_prep, _fwd, _bwd, no_res, wgrad_whole)

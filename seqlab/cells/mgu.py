@@ -30,9 +30,9 @@ def _fwd(q: Params, h: Array, xp: Array):
 def _bwd(q: Params, res, h: Array, cur: Array, dh: Array):
     f, n = res
     dn = dh * f * (1.0 - n * n)
-    u = dn @ q["t2"]  # gradient w.r.t. f * h
+    u = recurrent_matmul(dn, q["t2"])  # gradient w.r.t. f * h
     df = (dh * (n - h) + u * h) * f * (1.0 - f)
-    return dh * (1.0 - f) + u * f + df @ q["t1"], cat(df, dn)
+    return dh * (1.0 - f) + u * f + recurrent_matmul(df, q["t1"]), cat(df, dn)
 
 
 KERNELS = Kernels(two_blocks(1), _fwd, _bwd, first_res, gated_wgrad(1))

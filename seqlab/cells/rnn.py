@@ -29,7 +29,7 @@ def rnn_kernels(activation: str) -> Kernels:
 
     def bwd(q, res, prev, cur, dh):
         dz = dh * res[0]
-        return dz @ q["t"], dz
+        return recurrent_matmul(dz, q["t"]), dz
 
     return Kernels(whole, fwd, bwd, no_res, wgrad_whole)
 

@@ -25,6 +25,11 @@ backward loop (one extra recurrent matmul per step), as ``jax.checkpoint`` does;
 loop also writes each step's projected-input gradient over that step's projected inputs (read
 there for the last time), so the two share one (B, T, G*H) buffer.
 
+Mixed precision (``Cell.dtype`` bfloat16/float16 over float32 parameters, carry and inputs):
+the recurrent matmuls of both loops take their operands in the compute dtype and accumulate
+in float32 (``matmul_operands``); the carry, the elementwise math and the weight-gradient
+matmul after the backward loop stay float32.
+
 When it does not apply -- a cell without kernels, or parameters, carry and inputs not all of
 one float32/float64 dtype -- ``run_cell_fast`` runs the autodiff engine and says so once in
 the log. Limitations: reverse mode only (``jax.grad``/``vjp``; not ``jax.jvp``, not second
@@ -42,11 +47,14 @@ import jax
 import jax.numpy as jnp
 
 from seqlab.cells import Carry, Cell, Kernels
+from seqlab.cells.kernels import matmul_operands
 from seqlab.recurrence.scan import Loop, over_time, scan_core
 
 Array = jax.Array
 Params = dict[str, Array]
 FAST_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+#: compute dtypes (``Cell.dtype``) the kernels take over float32 arrays: matmuls only
+MATMUL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 log = logging.getLogger("seqlab")
 _said: set[str] = set()
 
@@ -57,10 +65,14 @@ def fast_unavailable(cell: Cell, dtypes: Any = None) -> str | None:
     if not type(cell).has_fast_kernels() or cell.kernels() is None:
         return f"{type(cell).__name__} has no fast kernels for its step"
     dts = {jnp.dtype(d) for d in (dtypes or (cell.param_dtype,))}
-    if cell.dtype is not None:
-        dts.add(jnp.dtype(cell.dtype))
+    cdt = None if cell.dtype is None else jnp.dtype(cell.dtype)
+    if cdt is not None and not (cdt in MATMUL_DTYPES and dts == {jnp.dtype(jnp.float32)}):
+        dts.add(cdt)
     if len(dts) != 1 or next(iter(dts)) not in FAST_DTYPES:
-        return f"its fast kernels run in one float32/float64 dtype, got {sorted(map(str, dts))}"
+        return (
+            "its fast kernels run in one float32/float64 dtype (matmuls optionally in "
+            f"bfloat16/float16 over float32), got {sorted(map(str, dts))}"
+        )
     return None
 
 
@@ -90,11 +102,20 @@ def _shift(seq: Any, first: Any, rev: bool) -> Any:
 
 @cache
 def _make_scan(
-    kind: Kernels, hidden: Callable, with_hidden: Callable, rev: bool, unroll: int, remat: bool
+    kind: Kernels,
+    hidden: Callable,
+    with_hidden: Callable,
+    rev: bool,
+    unroll: int,
+    remat: bool,
+    dtype: Any = None,
 ) -> Callable[..., Any]:
     """f(params, carry, xp, mask, eps) -> (carry_T, hs): xp (B, T, G*H) as the layer made it
     (read one step at a time in place, never transposed); mask (T, B), eps (T, B, H) and
-    hs (T, B, H), the carry's h after each step, are time-major."""
+    hs (T, B, H), the carry's h after each step, are time-major. ``dtype``: the matmuls'."""
+
+    def prep(p):
+        return matmul_operands(kind.prep(p), dtype)
 
     def at(xp, t):
         return jax.lax.dynamic_index_in_dim(xp, t, 1, keepdims=False)
@@ -110,7 +131,7 @@ def _make_scan(
         return jax.lax.scan(body, init, xs, reverse=rev != backward, unroll=unroll)
 
     def primal(p, carry, xp, mask, eps):
-        q = kind.prep(p)
+        q = prep(p)
 
         def body(c, x):
             c, _ = step(q, c, at(xp, x["t"]), x["m"], x["e"])
@@ -119,7 +140,7 @@ def _make_scan(
         return scan(body, carry, {"t": jnp.arange(xp.shape[1]), "m": mask, "e": eps})
 
     def fwd(p, carry, xp, mask, eps):
-        q = kind.prep(p)
+        q = prep(p)
 
         def body(c, x):
             c, res = step(q, c, at(xp, x["t"]), x["m"], x["e"])
@@ -131,7 +152,7 @@ def _make_scan(
 
     def bwd(residuals, cts):
         p, carry0, xp, mask, eps, cs, res_seq = residuals
-        q = kind.prep(p)
+        q = prep(p)
         d_carry, d_hs = cts
         prev = _shift(cs, carry0, rev)  # the carry entering each step
 
@@ -188,7 +209,8 @@ def fast_core(cell: Cell, xp: Array, carry: Carry, loop: Loop) -> tuple[Array, C
         return scan_core(cell, xp, carry, loop)
     cls = type(cell)
     k = cell.kernels()
-    scan = _make_scan(k, cls.hidden, cls.set_hidden, loop.reverse, loop.unroll, loop.remat)
+    dtype = None if cell.dtype is None else jnp.dtype(cell.dtype)
+    scan = _make_scan(k, cls.hidden, cls.set_hidden, loop.reverse, loop.unroll, loop.remat, dtype)
     carry, hs = scan(params, carry, xp, loop.mask, loop.eps)
     return hs, carry
 

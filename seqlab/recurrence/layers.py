@@ -26,6 +26,7 @@ from seqlab.cells import CELLS, Carry, Cell, make_cell
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
+from seqlab.recurrence.cudnn import cudnn_unavailable, run_layer, say_fallback
 from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
 from seqlab.recurrence.parallel import run_linear
 from seqlab.recurrence.scan import run_cell
@@ -45,15 +46,23 @@ ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {
 #: engine (every cell); ``parallel`` a linear cell's associative scan (``chunk_size``);
 #: ``fast`` the fastest exact engine for the cell here: a nonlinear cell's kernels, and for a
 #: linear cell the parallel scan on GPU/TPU but the sequential scan on CPU, where it measured
-#: faster to run and 10x faster to compile (docs/BENCHMARKS.md)
-BACKENDS = ("scan", "fast", "parallel")
+#: faster to run and 10x faster to compile (docs/BENCHMARKS.md); ``cudnn`` the LSTM through
+#: cuDNN (``cudnn.py``; on a CUDA GPU, float32), else ``fast``
+BACKENDS = ("scan", "fast", "parallel", "cudnn")
 
 
 def resolve_backend(cell: Cell, backend: str) -> str:
     """The engine that will run ``cell`` (see ``BACKENDS``); a nonlinear cell without fast
-    kernels, or with parameters they do not take, runs ``scan`` (said once in the log)."""
+    kernels, or with parameters they do not take, runs ``scan``, and ``cudnn`` where cuDNN
+    cannot run it runs ``fast`` (each said once in the log)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "cudnn":
+        why = cudnn_unavailable(cell)
+        if why is None:
+            return backend
+        say_fallback(why)
+        backend = "fast"
     if isinstance(cell, LinearCell):
         if backend == "fast":
             return "scan" if jax.default_backend() == "cpu" else "parallel"
@@ -90,7 +99,8 @@ class Recurrent(nnx.Module):
     """One layer, one direction: hoisted input projection + an engine over time.
 
     ``backend`` is what was asked (``BACKENDS``); ``engine`` is what runs (``fast`` falls back
-    to ``scan`` where the cell has no kernels, said once in the log)."""
+    to ``scan`` where the cell has no kernels, ``cudnn`` to ``fast`` where cuDNN cannot run
+    the layer, said once in the log; ``cudnn`` does the input projection itself)."""
 
     def __init__(
         self,
@@ -126,8 +136,15 @@ class Recurrent(nnx.Module):
         h_perturb: Array | None = None,
     ) -> tuple[Array, Carry]:
         carry = self.initial_carry(x.shape[0]) if initial_carry is None else initial_carry
+        engine = self.engine
+        if engine == "cudnn":  # x itself: cuDNN does the input projection
+            kw = {"lengths": lengths, "reverse": self.reverse, "h_perturb": h_perturb}
+            out = run_layer((self.cell,), x, carry, **kw)
+            if out is not None:
+                return out
+            engine = resolve_backend(self.cell, "fast")  # run_layer said why
         xp = self.cell.project(x)
-        return ENGINES[self.engine](
+        return ENGINES[engine](
             self.cell,
             xp,
             carry,
@@ -174,6 +191,15 @@ class Bidirectional(nnx.Module):
         initial_carry: Carry | None = None,
         h_perturb: Any = None,
     ) -> tuple[Array, Carry]:
+        fwd, bwd = self.forward, self.backward
+        cudnn = getattr(fwd, "engine", "") == getattr(bwd, "engine", "") == "cudnn"
+        if cudnn and bwd.reverse and not fwd.reverse:
+            init = self.initial_carry(x.shape[0]) if initial_carry is None else initial_carry
+            out = run_layer((fwd.cell, bwd.cell), x, init, lengths=lengths, h_perturb=h_perturb)
+            if out is not None:  # one bidirectional cuDNN call, outputs [forward, reverse]
+                y, carry = out
+                h = fwd.output_size
+                return (y if self.merge == "concat" else y[..., :h] + y[..., h:]), carry
         cf, cb = (None, None) if initial_carry is None else initial_carry
         pf, pb = (None, None) if h_perturb is None else h_perturb
         yf, cf = self.forward(x, lengths=lengths, initial_carry=cf, h_perturb=pf)
