@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 CELLS = ("lstm", "gru", "rnn")
@@ -76,20 +76,13 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 250
     c.train.checkpoint_every = 500
     if a.runlocal:
-        c.data.batch_size = 8
+        runlocal(c)
         c.data.seq_len = 32
         c.data.max_chars = 40_000
-        c.task.eval_batches = 2
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.task.sample_length = 40
-        c.train.num_steps = 20
         c.optim.warmup_steps = 2
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

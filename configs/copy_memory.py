@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
@@ -63,17 +63,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 250
     c.train.checkpoint_every = 1000
     if a.runlocal:
-        c.data.batch_size = 8
+        runlocal(c)
         c.data.seq_len = min(a.T, 10)
-        c.task.eval_batches = 2
-        c.task.eval_batch_size = 8
         c.model.hidden_size = 16
-        c.train.num_steps = 20
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 CELLS = ("lstm", "gru", "rnn", "lru", "mingru", "minlstm", "rglru")
@@ -79,21 +79,14 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 5000
     c.train.checkpoint_every = 5000
     if a.runlocal:
-        c.data.batch_size = 8
+        runlocal(c)
         c.data.seq_len = 32
         c.data.max_chars = 40_000  # a prefix (split by the fractions, not the benchmark)
-        c.task.eval_batches = 2
         c.task.sample_length = 20
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.model.embed_dim = 16
         c.optim.warmup_steps = 2
-        c.train.num_steps = 20
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 # the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
@@ -62,16 +62,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 500
     c.train.checkpoint_every = 2000
     if a.runlocal:
-        c.data.batch_size = 8
-        c.task.eval_batches = 2
+        runlocal(c)
         c.task.eval_batch_size = 16
         c.model.hidden_size = 16
-        c.train.num_steps = 20
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

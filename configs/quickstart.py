@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 
@@ -57,17 +57,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 500
     c.train.checkpoint_every = 1000
     if a.runlocal:
+        runlocal(c)
         c.data.max_chars = 40_000
-        c.data.batch_size = 8
         c.data.seq_len = 32
-        c.task.eval_batches = 2
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.task.sample_length = 40
-        c.train.num_steps = 20
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c

@@ -46,7 +46,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
@@ -93,21 +93,13 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 250
     c.train.checkpoint_every = 1000
     if a.runlocal:
-        c.data.batch_size = 8
+        runlocal(c, steps=10)
         c.data.seq_len = min(c.data.seq_len, 12)
         if a.task == "selective_copy":
             c.task.num_memorize = 3
         else:
             c.task.num_pairs = 3
-        c.task.eval_batches = 2
-        c.task.eval_batch_size = 8
         c.model.hidden_size = 16
-        c.train.num_steps = 10
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

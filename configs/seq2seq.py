@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 TASKS = ("addition", "reverse")
@@ -86,22 +86,14 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 250
     c.train.checkpoint_every = 1000
     if a.runlocal:
-        c.data.batch_size = 8
-        c.task.eval_batches = 2
-        c.task.eval_batch_size = 8
+        runlocal(c)
         c.task.text_samples = 2
         c.task.max_digits = min(a.digits, 2)
         c.task.max_len = 5
         c.data.seq_len = 2 * c.task.max_digits + 1 if a.task == "addition" else 5
         c.model.hidden_size = 16
         c.model.embed_dim = 8
-        c.train.num_steps = 20
         c.optim.warmup_steps = 2
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

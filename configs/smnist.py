@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from ml_collections import ConfigDict
 
-from seqlab.config import parse_arg
+from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 # the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
@@ -67,18 +67,11 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.eval_every = 2000
     c.train.checkpoint_every = 2000
     if a.runlocal:
+        runlocal(c)
         c.task.pixels_per_step = 16  # 49 steps: seconds, not minutes
         c.data.seq_len = 49
-        c.data.batch_size = 8
-        c.task.eval_batches = 2
         c.task.eval_batch_size = 16
         c.model.hidden_size = 16
-        c.train.num_steps = 20
-        c.train.log_every = 5
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 10
-        c.train.progress = False
-        c.wandb.mode = "disabled"
     return c
 
 

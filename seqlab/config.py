@@ -162,3 +162,21 @@ def _close_flag(word: str, defaults: dict[str, Any]) -> bool:
 
 #: ``base_config()``, read-only: where library constructors take their defaults from.
 DEFAULTS = FrozenConfigDict(base_config())
+
+
+def runlocal(c: ConfigDict, *, steps: int = 20) -> ConfigDict:
+    """The ``runlocal`` variant every config file offers: ``steps`` training steps in seconds
+    (batch 8, two eval batches of 8, eval and checkpoint every 10 steps, log every 5, no
+    progress bar, W&B off), for tests and smoke checks. Configs shrink the model and the data
+    themselves after calling it."""
+    c.data.batch_size = 8
+    c.task.eval_batches = 2
+    if "eval_batch_size" in c.task:
+        c.task.eval_batch_size = 8
+    c.train.num_steps = steps
+    c.train.log_every = 5
+    c.train.eval_every = 10
+    c.train.checkpoint_every = 10
+    c.train.progress = False
+    c.wandb.mode = "disabled"
+    return c
