@@ -107,6 +107,11 @@ def base_config() -> ConfigDict:
     c.probe = ConfigDict()
     c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)
 
+    c.inspect = ConfigDict()
+    # steps between `seqlab inspect` pages at evals (seqlab.tools.inspect.log_page: the page
+    # in WORKDIR/inspect/, and a wandb.Html panel when W&B is on); 0 = off
+    c.inspect.every = 0
+
     c.wandb = ConfigDict()
     c.wandb.mode = (
         "auto"  # auto (online when logged in, else offline) | online | offline | disabled

@@ -88,6 +88,7 @@ def test_bad_values_are_one_clear_error():
         ("optim", "learning_rate", -1.0, "> 0"),
         ("optim", "name", "adamm", "did you mean 'adam'"),
         ("train", "on_nonfinite", "ignore", "stop"),
+        ("inspect", "every", c.train.eval_every + 1, "multiple of train.eval_every"),
     ]
     for section, key, value, needle in cases:
         bad = ConfigDict(c.to_dict())

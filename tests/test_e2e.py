@@ -22,9 +22,10 @@ def offline_data(monkeypatch):
         monkeypatch.setenv("SEQLAB_DATA_DIR", SHARED_DATA)
 
 
-def train_then_eval(tmp_path, capsys, config, baseline=True):
+def train_then_eval(tmp_path, capsys, config, baseline=True, extra=()):
     wd = str(tmp_path / "run")
-    assert main(["train", "--config", os.path.join(ROOT, "configs", config), "--workdir", wd]) == 0
+    argv = ["train", "--config", os.path.join(ROOT, "configs", config), "--workdir", wd]
+    assert main([*argv, *extra]) == 0
     rows = read_metrics(os.path.join(wd, "metrics.jsonl"))
     evals = [r for r in rows if "eval/loss" in r]
     assert evals and all(math.isfinite(r["eval/loss"]) for r in evals)
@@ -60,7 +61,12 @@ def test_family(tmp_path, capsys, config):
 def test_language_model_family(tmp_path, capsys, config):
     if config.startswith("charlm") and not os.path.isdir(SHARED_DATA):
         pytest.skip("tiny shakespeare is not available offline here")
-    wd, result = train_then_eval(tmp_path, capsys, config)
+    quick = config.startswith("quickstart")  # and its inspect page at the step-20 eval
+    extra = ["--config.inspect.every=20"] if quick else []
+    wd, result = train_then_eval(tmp_path, capsys, config, extra=extra)
+    if quick:
+        with open(os.path.join(wd, "inspect", "index.html")) as f:
+            assert "step 20" in f.read()
     assert result["eval/bpc"] == pytest.approx(result["eval/loss"] / math.log(2), rel=1e-5)
     with open(os.path.join(wd, "samples.jsonl")) as f:
         assert json.loads(f.readline())  # samples were logged during training

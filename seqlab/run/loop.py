@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,6 +34,9 @@ from seqlab.run.validate import validate
 from seqlab.run.workdir import claim
 from seqlab.run.writers import Progress, make_writer, write_json
 from seqlab.tasks import complete_config
+
+#: ``on_eval(task, model, config, workdir, step)``: see ``train_and_evaluate``
+EvalHook = Callable[[Any, Any, ConfigDict, str, int], None]
 
 PREEMPTED_EXIT_CODE = 75  # distinct exit code after a SIGTERM/SIGINT checkpoint
 
@@ -76,18 +80,26 @@ class _SignalFlag:
             signal.signal(s, h)
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+    config: ConfigDict, workdir: str, *, on_eval: EvalHook | None = None
+) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its newest readable checkpoint) and
-    returns the final eval metrics. One process trains in a workdir at a time."""
+    returns the final eval metrics. One process trains in a workdir at a time.
+
+    ``on_eval(task, model, config, workdir, step)`` runs on process 0 after each eval with
+    the live task and model (the first seed's): how tools such as ``seqlab inspect``'s page
+    (``config.inspect.every``) hook in without the loop importing them."""
     config = complete_config(config)
     validate(config)
     check_config(config, jax.device_count(), jax.process_index(), jax.process_count())  # memory
     DataMesh().check_batch(int(config.data.batch_size))  # bad input before the workdir lock
     with claim(workdir, jax.process_index()):  # checked, locked; a full disk is one line
-        return _train_and_evaluate(config, workdir)
+        return _train_and_evaluate(config, workdir, on_eval)
 
 
-def _train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
+def _train_and_evaluate(
+    config: ConfigDict, workdir: str, on_eval: EvalHook | None
+) -> dict[str, float]:
     # -- setup ---------------------------------------------------------------------------
     pi, pc = jax.process_index(), jax.process_count()
     replicas = Replicas(config, process_index=pi, process_count=pc)  # num_seeds copies
@@ -212,7 +224,10 @@ def _train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                     eval_metrics = evaluator(state["params"])
                     wall = {"perf/wall_s": time.perf_counter() - t0}
                     writer.write_scalars(done, {**eval_metrics, **wall})
-                    texts = task.text_samples(mdef.merge(replicas.first(state["params"])), done)
+                    model = mdef.merge(replicas.first(state["params"]))
+                    texts = task.text_samples(model, done)
+                    if on_eval is not None and pi == 0:
+                        on_eval(task, model, config, workdir, done)
                     if texts:
                         writer.write_texts(done, texts)
                     progress.write(

@@ -162,6 +162,14 @@ def validate(c: ConfigDict) -> None:
         "must be >= 0 (0 turns the check off)",
     )
     _one_of("wandb.mode", c.wandb.mode, WANDB_MODES)
+    every = c.inspect.every
+    _check(
+        isinstance(every, int) and every >= 0 and every % c.train.eval_every == 0,
+        "inspect.every",
+        every,
+        f"must be 0 (off) or a multiple of train.eval_every={c.train.eval_every}: the page "
+        "is written at evals",
+    )
     _ranges(c)
 
 

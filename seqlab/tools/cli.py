@@ -38,6 +38,8 @@ commands:
   sweep   --config FILE.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG] [--wandb]
           [--config.KEY=VALUE ...]  (applied to every point)
   report  DIR                      (table, CSV and figures of the runs under DIR)
+  inspect --workdir DIR [--text FILE | --split val] [--out DIR] [--max_chars N]
+          (an HTML page of what the model's units and gates do, plus PNGs)
   bench   [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L] [--json FILE]
 
 `seqlab COMMAND --help` lists a command's flags."""
@@ -64,7 +66,10 @@ def cmd_train(argv: Sequence[str]) -> int:
     workdir = os.path.expandvars(fv.workdir)
     resumed = ResumePoint(workdir)  # lists the step folders before the run
     t0 = time.perf_counter()
-    metrics = train_and_evaluate(fv.config, workdir)
+    hook = None
+    if fv.config.inspect.every > 0:  # the inspect page at evals (and in W&B)
+        from seqlab.tools.inspect import log_page as hook
+    metrics = train_and_evaluate(fv.config, workdir, on_eval=hook)
     if jax.process_index() == 0:  # the final metrics are also in WORKDIR/results.json
         wall = time.perf_counter() - t0
         print(summary(workdir, fv.config, metrics, start=resumed.step(), wall_s=wall))
@@ -324,6 +329,46 @@ def cmd_report(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_inspect(argv: Sequence[str]) -> int:
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
+        flags.DEFINE_string("text", None, "a char LM: inspect this text file", flag_values=fv)
+        flags.DEFINE_enum(
+            "split", "val", ["val", "test"], "a char LM: inspect this split", flag_values=fv
+        )
+        flags.DEFINE_string("out", None, "output folder (default: WORKDIR/inspect)", flag_values=fv)
+        flags.DEFINE_integer(
+            "max_chars",
+            2000,
+            "inspect at most this many characters (the page holds every unit's activation at "
+            "each one)",
+            lower_bound=2,
+            upper_bound=20000,
+            flag_values=fv,
+        )
+        flags.DEFINE_integer(
+            "ngram_order", 5, "the n-gram baseline's order (0 = off)", lower_bound=0, flag_values=fv
+        )
+        flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+
+    fv = parse("inspect", argv, define)
+    from seqlab.tools.inspect import inspect_workdir
+
+    path, notes = inspect_workdir(
+        fv.workdir,
+        text=fv.text,
+        split=fv.split if fv["split"].present else None,
+        out=fv.out,
+        max_chars=fv.max_chars,
+        ngram_order=fv.ngram_order,
+        best=fv.best,
+    )
+    for note in notes:
+        print(f"seqlab inspect: {note}", file=sys.stderr)
+    print(f"wrote {path} (open it in a browser) and its figures")
+    return 0
+
+
 def cmd_bench(argv: Sequence[str]) -> int:
     """Benchmarks live beside the package (``seqlab_bench``), loaded only for this command."""
     try:
@@ -344,6 +389,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "eval": cmd_eval,
     "sample": cmd_sample,
     "probe": cmd_probe,
+    "inspect": cmd_inspect,
 }
 
 

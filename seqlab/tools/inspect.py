@@ -1,0 +1,241 @@
+"""``seqlab inspect``: what a trained recurrent model does, as one self-contained HTML page
+(inline CSS and JS, no network: it works from file:// and as a W&B Html panel) plus PNGs.
+
+For a character LM, over a text (``--text FILE`` or the first ``--max_chars`` characters of
+a split): (1) per character the model's probability and its top-5 guesses (Karpathy's blog
+figure); (2) every hidden unit's activation, ranked by how well it tracks named properties of
+the text (``seqlab.tools.units``); (3) gate saturation (Karpathy, Johnson & Fei-Fei 2015,
+Fig. 3); (4) per character, the model's gain over the n-gram baseline (1-4: ``inspect_lm``);
+(5) the samples the run logged while training. Other tasks get the hidden state and gates
+over a few eval examples with the model's prediction beside the target (``inspect_examples``).
+
+Every check (checkpoint, text, vocabulary, output folder) happens before anything is
+written, so bad input leaves the workdir as it was.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from typing import Any
+
+import numpy as np
+
+from seqlab.errors import DataError, SeqlabError, UsageError
+from seqlab.tasks.corpora import Vocab
+from seqlab.tools.inspect_lm import lm_report
+
+DEFAULT_MAX_CHARS = 2000
+#: samples.jsonl rows shown (evenly spaced over training, first and last kept)
+MAX_SAMPLE_ROWS = 60
+#: symbols of the corpus before a split's text that the model (and the property lexer, and
+#: the n-gram) read first, so the text does not start from a blank state mid-string
+CONTEXT = 2000
+
+
+# -- input ---------------------------------------------------------------------------------
+def check_out(out: str) -> None:
+    """That ``out`` is, or can be made as, a writable folder (nothing is created here)."""
+    path = os.path.abspath(out)
+    probe = path
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"--out {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {probe} is not writable")
+
+
+def read_text(path: str, vocab: Vocab, max_chars: int) -> tuple[np.ndarray, str]:
+    """(ids of the first ``max_chars`` symbols, a note when the text was cut). At most
+    4 x ``max_chars`` bytes are read (UTF-8 needs at most 4 per character): a huge file
+    costs no more than its first characters."""
+    limit = max_chars * (4 if vocab.unit == "char" else 1)
+    try:
+        with open(path, "rb") as f:
+            raw, more = f.read(limit), bool(f.read(1))
+    except OSError as e:
+        raise UsageError(f"--text {path}: {e.strerror or e}") from None
+    data: str | bytes = raw
+    if vocab.unit == "char":
+        try:  # a character cut at the byte limit is left out, not an error
+            data = codecs.getincrementaldecoder("utf-8")().decode(raw, final=not more)
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"--text {path} is not UTF-8 text ({e.reason} at byte {e.start})"
+            ) from None
+    if not data:
+        raise UsageError(f"--text {path} is empty")
+    note = ""
+    if more or len(data) > max_chars:
+        note = f"{path} is longer than {max_chars:,} {vocab.unit}s; inspecting the first "
+        note += f"{max_chars:,} (--max_chars)"
+        data = data[:max_chars]
+    try:
+        return vocab.encode(data), note
+    except ValueError as e:
+        raise UsageError(f"--text {path}: {e}") from None
+
+
+def split_text(task: Any, split: str, max_chars: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(the first ``max_chars`` symbols of the split, up to ``CONTEXT`` symbols before them
+    in the corpus, a note when the split was cut)."""
+    ids = task.splits[split]
+    if len(ids) < 2:
+        raise UsageError(f"the run's {split} split has {len(ids)} symbols; use --text FILE")
+    note = ""
+    if len(ids) > max_chars:
+        note = f"the {split} split has {len(ids):,} symbols; inspecting the first {max_chars:,}"
+        note += " (--max_chars)"
+    start = len(task.splits["train"]) + (len(task.splits["val"]) if split == "test" else 0)
+    context = np.asarray(task.corpus.ids[max(0, start - CONTEXT) : start])
+    return np.asarray(ids[:max_chars]), context, note
+
+
+def read_samples(workdir: str) -> dict[str, Any]:
+    """The text samples the run logged while training (WORKDIR/samples.jsonl, rows
+    ``{"step": s, "sample/t=T": text, ...}``), at most ``MAX_SAMPLE_ROWS`` steps."""
+    from seqlab.run.writers import read_metrics
+
+    path = os.path.join(workdir, "samples.jsonl")
+    if not os.path.exists(path):
+        return {"rows": [], "note": "no samples.jsonl in the workdir (no eval step sampled)"}
+    rows = sorted(read_metrics(path), key=lambda r: r.get("step", 0))
+    if len(rows) > MAX_SAMPLE_ROWS:
+        keep = np.unique(np.linspace(0, len(rows) - 1, MAX_SAMPLE_ROWS).round().astype(int))
+        rows = [rows[i] for i in keep]
+    out = []
+    for r in rows:
+        for key, text in r.items():
+            if key.startswith("sample/t=") and isinstance(text, str):
+                out.append({"step": int(r["step"]), "temperature": key[9:], "text": text})
+    return {"rows": out, "note": "" if out else "samples.jsonl holds no samples"}
+
+
+# -- the command ---------------------------------------------------------------------------
+def inspect_workdir(
+    workdir: str,
+    *,
+    text: str | None = None,
+    split: str | None = None,
+    out: str | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    ngram_order: int = 5,
+    best: bool = False,
+) -> tuple[str, list[str]]:
+    """Writes OUT/index.html and the PNGs; returns (the page's path, notes for the user)."""
+    from seqlab.run import load_run
+    from seqlab.tools.sampling import saved_meta
+
+    if text is not None and split is not None:
+        raise UsageError("give --text FILE or --split, not both")
+    out = out if out is not None else os.path.join(workdir, "inspect")
+    meta = saved_meta(workdir) or {}  # JSON only; None: load_run says what is missing
+    vocab = Vocab.from_dict(meta["vocab"]) if "vocab" in meta else None
+    if meta and vocab is None and (text is not None or split is not None):
+        raise UsageError(
+            f"--text/--split choose a character LM's text; {workdir} is a "
+            f"{meta.get('task')!r} run, inspected on its eval examples (drop the flag)"
+        )
+    check_out(out)
+    ids, note = read_text(text, vocab, max_chars) if text is not None and vocab else (None, "")
+    context = np.zeros(0, np.int32)  # a --text file is read from its start
+    run = load_run(workdir, best)
+    model, notes = run.model(0), [note] if note else []
+    if run.num_seeds > 1:
+        notes.append(f"the run trained {run.num_seeds} seeds; this is seed replica 0")
+    if run.vocab is None:
+        from seqlab.tools.inspect_examples import examples_report
+
+        task, why = load_task(run.config)
+        if task is None:
+            raise DataError(f"cannot make the run's eval examples: {why}")
+        report = examples_report(model, task, run.spec.family)
+    else:
+        task, why = load_task(run.config)
+        if ids is None:
+            if task is None:
+                raise DataError(f"cannot read the run's {split or 'val'} split: {why}")
+            ids, context, note = split_text(task, split or "val", max_chars)
+            notes += [note] if note else []
+        report = lm_report(
+            model, run.vocab, ids, context=context, task=task, why=why, ngram_order=ngram_order
+        )
+        report["source"] = f"--text {text}" if text else f"the {split or 'val'} split"
+        report["samples"] = read_samples(workdir)
+    report["run"] = run_info(run.config, run.workdir, run.step, run.spec.family, run.metrics)
+    report["notes"] = notes
+    return write_page(report, out), notes
+
+
+def load_task(config: Any) -> tuple[Any, str]:
+    """(the run's task with its data, ""), or (None, why it cannot be built)."""
+    from seqlab.tasks import make_task
+
+    try:
+        return make_task(config), ""
+    except (SeqlabError, OSError) as e:
+        return None, " ".join(str(e).split()) or type(e).__name__
+
+
+def run_info(
+    config: Any, workdir: str, step: int, family: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    m = config.model
+    return {
+        "workdir": os.path.abspath(workdir),
+        "step": int(step),
+        "task": str(config.task.name),
+        "family": family,
+        "cell": str(m.cell),
+        "layers": int(m.num_layers),
+        "hidden": int(m.hidden_size),
+        "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
+
+
+def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str | None:
+    """``config.inspect.every``'s eval hook, for the loop's eval block on process 0 (it gets
+    the live task and model): on steps divisible by ``every``, writes WORKDIR/inspect/ from
+    the first ``DEFAULT_MAX_CHARS`` of the val split (a char LM) or the first eval examples,
+    and logs the page to the active W&B run as ``wandb.Html`` under ``inspect``. Returns the
+    page's path (None when off for this step)."""
+    every = int(config.inspect.every)
+    if every <= 0 or step % every:
+        return None
+    vocab = getattr(task, "vocab", None)
+    family = task.spec.family
+    if vocab is not None:
+        ids, context, _ = split_text(task, "val", DEFAULT_MAX_CHARS)
+        report = lm_report(model, vocab, ids, context=context, task=task, why="", ngram_order=5)
+        report["source"] = "the val split"
+        report["samples"] = read_samples(workdir)
+    else:
+        from seqlab.tools.inspect_examples import examples_report
+
+        report = examples_report(model, task, family)
+    report["run"] = run_info(config, workdir, step, family, {})
+    report["notes"] = []
+    path = write_page(report, os.path.join(workdir, "inspect"))
+    import wandb
+
+    if wandb.run is not None:
+        with open(path, encoding="utf-8") as f:
+            wandb.run.log({"inspect": wandb.Html(f.read(), inject=False)}, step=int(step))
+    return path
+
+
+def write_page(report: dict[str, Any], out: str) -> str:
+    """OUT/index.html and OUT/*.png; an unwritable folder is one UsageError line."""
+    from seqlab.tools.inspect_figures import draw_figures
+    from seqlab.tools.inspect_page import render
+
+    try:
+        os.makedirs(out, exist_ok=True)
+        report["figures"] = draw_figures(report, out)
+        path = os.path.join(out, "index.html")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(render(report))
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    return path
