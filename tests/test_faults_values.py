@@ -67,9 +67,13 @@ CONFIG_FILES = {
             return ConfigDict({"task": {"name": "adding"}, "optim": {"learning_rate": "fast"}})
         """,
     "sweeps.py": f"""
+        import importlib.util  # by path: configs/ on sys.path would shadow packages (mnist1d)
         import sys
-        sys.path.insert(0, {fu.CONFIGS!r})
-        from long_range import get_config as _base
+        _spec = importlib.util.spec_from_file_location(
+            "_long_range", {os.path.join(fu.CONFIGS, "long_range.py")!r})
+        _mod = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_mod)
+        _base = _mod.get_config
 
         def get_config(arg=None):
             c = _base("runlocal")

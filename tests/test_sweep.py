@@ -28,9 +28,12 @@ def write_config(tmp_path, points):
     path = tmp_path / "sweepcfg.py"
     path.write_text(
         textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.join(ROOT, "configs")!r})
-        from long_range import get_config as _base
+        import importlib.util  # by path: configs/ on sys.path would shadow packages (mnist1d)
+        _spec = importlib.util.spec_from_file_location(
+            "_long_range", {os.path.join(os.path.join(ROOT, "configs"), "long_range.py")!r})
+        _mod = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_mod)
+        _base = _mod.get_config
 
         def get_config(arg=None):
             c = _base("runlocal")

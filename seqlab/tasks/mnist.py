@@ -221,6 +221,14 @@ def mnist1d_arrays(seed: int = 42) -> tuple[np.ndarray, ...]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
+        import sys
+
+        found = getattr(sys.modules.get("mnist1d"), "__file__", None)
+        if found and not found.endswith("__init__.py"):  # e.g. configs/ put on sys.path
+            raise DataError(
+                f"'import mnist1d' finds {found}, not the mnist1d package: take its folder "
+                "off sys.path (load config files by path instead)"
+            ) from None
         raise DataError("task mnist1d needs the mnist1d package: pip install mnist1d") from None
     args = get_dataset_args()
     args.seed = seed

@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from absl import flags
 
@@ -49,6 +50,15 @@ commands:
 SAMPLE_CHUNK = 4096  # `seqlab sample` generates this many steps per compiled call
 
 
+def _inspect_at_eval(task: Any, model: Any, config: Any, workdir: str, step: int) -> None:
+    """``config.inspect.every``: the inspect page at those evals (and in W&B). The config
+    here is the loop's completed, validated one, so the key is always there."""
+    if config.inspect.every > 0 and step % config.inspect.every == 0:
+        from seqlab.tools.inspect import log_page
+
+        log_page(task, model, config, workdir, step)
+
+
 def cmd_train(argv: Sequence[str]) -> int:
     def define(fv):
         flags.DEFINE_string("workdir", None, "run directory (re-running resumes)", flag_values=fv)
@@ -66,10 +76,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     workdir = os.path.expandvars(fv.workdir)
     resumed = ResumePoint(workdir)  # lists the step folders before the run
     t0 = time.perf_counter()
-    hook = None
-    if fv.config.inspect.every > 0:  # the inspect page at evals (and in W&B)
-        from seqlab.tools.inspect import log_page as hook
-    metrics = train_and_evaluate(fv.config, workdir, on_eval=hook)
+    metrics = train_and_evaluate(fv.config, workdir, on_eval=_inspect_at_eval)
     if jax.process_index() == 0:  # the final metrics are also in WORKDIR/results.json
         wall = time.perf_counter() - t0
         print(summary(workdir, fv.config, metrics, start=resumed.step(), wall_s=wall))
