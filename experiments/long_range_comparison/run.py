@@ -9,14 +9,15 @@ baseline as T grows); Orvieto et al. 2023 (the LRU solves long-range tasks where
 Tallec & Ollivier 2018 (chrono initialization helps gated cells on long dependencies).
 
     python experiments/long_range_comparison/run.py                  # quick: RNN/LSTM/GRU, T <= 200
-    python experiments/long_range_comparison/run.py --set variants   # quick: the rest at T = 200
+    python experiments/long_range_comparison/run.py --set variants   # quick: all cells, T = 200
     python experiments/long_range_comparison/run.py --full --set all # T <= 400, 3,000 steps
 
-``--set classic`` is RNN, LSTM, GRU; ``--set variants`` the chrono-initialized LSTM/GRU
-(``lstm/chrono``: T_max = T) and the linear recurrences (LRU, minGRU, minLSTM, RG-LRU, in
-pre-norm residual blocks). Each task is one `seqlab sweep` workdir shared by the sets
-(re-running resumes; points already done are skipped), so results.md and one figure per task,
-written next to this file, show every point any set has run.
+``--set classic`` is RNN, LSTM, GRU across T (results.md, a line plot per task);
+``--set variants`` adds the chrono-initialized LSTM/GRU (``lstm/chrono``: T_max = T) and the
+linear recurrences (LRU, minGRU, minLSTM, RG-LRU, in pre-norm residual blocks) and compares
+them with the classic cells at the same T (results_variants.md, bars per task). Each task is
+one `seqlab sweep` workdir shared by the sets (re-running resumes; points already done are
+skipped).
 """
 
 from __future__ import annotations
@@ -65,38 +66,49 @@ def main() -> None:
     eval_batches = 16 if args.full else 8
     root = os.path.join(ROOT, "runs", "long_range_comparison" + ("_full" if args.full else ""))
     sets = ("classic", "variants") if args.set == "all" else (args.set,)
+    for which in sets:
+        lengths = LENGTHS[which][args.full]
+        if not args.report_only:  # the variants set also runs the classic cells at its T
+            cells = CLASSIC if which == "classic" else VARIANTS + CLASSIC
+            run_set(which, cells, lengths, root, args, steps, eval_batches)
+        write_report(which, root, args.full, eval_batches, _lengths(lengths))
+
+
+def _lengths(text: str) -> set[int]:
+    return {int(t) for t in text.split("+")}
+
+
+def run_set(which, cells, lengths, root, args, steps, eval_batches) -> None:
+    t0 = time.time()
+    for task, (config, *_) in TASKS.items():
+        arg = f"cells={'+'.join(cells)},lengths={lengths}"
+        sweep(config, os.path.join(root, task), arg, args, steps, eval_batches)
+    record = {"minutes": (time.time() - t0) / 60, "loadavg": os.getloadavg()[0]}
+    with open(os.path.join(root, f"time_{which}.json"), "w") as f:
+        json.dump({**record, "steps": steps, "lengths": lengths}, f)
+
+
+def write_report(which, root, full, eval_batches, lengths) -> None:
+    """results.md (classic: RNN/LSTM/GRU across T, line plots) or results_variants.md
+    (every cell at the variants' T, bar charts), from the runs in the shared workdirs."""
     from seqlab.tools.report import collect
 
-    for which in [] if args.report_only else sets:
-        t0 = time.time()
-        cells = "+".join(CLASSIC if which == "classic" else VARIANTS)
-        lengths = LENGTHS[which][args.full]
-        for task, (config, *_) in TASKS.items():
-            sweep(
-                config,
-                os.path.join(root, task),
-                f"cells={cells},lengths={lengths}",
-                args,
-                steps,
-                eval_batches,
-            )
-        record = {
-            "minutes": (time.time() - t0) / 60,
-            "loadavg": os.getloadavg()[0],
-            "steps": steps,
-            "lengths": lengths,
-        }
-        with open(os.path.join(root, f"time_{which}.json"), "w") as f:
-            json.dump(record, f)
+    suffix = "" if which == "classic" else "_variants"
     sections = []
     for task, (_, metric, base_key, better) in TASKS.items():
         rows = collect(os.path.join(root, task))
-        sections.append(table(task, rows, metric, base_key, better))
+        if which == "classic":
+            rows = [r for r in rows if r["cell"] in CLASSIC]
+        else:
+            rows = [r for r in rows if r["seq_len"] in lengths]
+        sections.append(table(task, rows, metric, base_key, better, suffix))
         sections.append(reading(task, rows, metric, base_key))
-        figure(task, rows, metric, base_key, os.path.join(HERE, f"{task}.png"))
-    with open(os.path.join(HERE, "results.md"), "w") as f:
-        f.write(header(root, args.full, eval_batches) + "\n".join(sections))
-    print(f"wrote {os.path.join(HERE, 'results.md')}")
+        png = os.path.join(HERE, f"{task}{suffix}.png")
+        (figure if which == "classic" else bars)(task, rows, metric, base_key, png)
+    path = os.path.join(HERE, f"results{suffix}.md")
+    with open(path, "w") as f:
+        f.write(header(which, root, full, eval_batches) + "\n".join(sections))
+    print(f"wrote {path}")
 
 
 def sweep(config, workdir, sweep_arg, args, steps, eval_batches) -> None:
@@ -126,21 +138,21 @@ def sweep(config, workdir, sweep_arg, args, steps, eval_batches) -> None:
     )
 
 
-def header(root: str, full: bool, eval_batches: int) -> str:
+def header(which: str, root: str, full: bool, eval_batches: int) -> str:
     mode = "full" if full else "quick"
     runs = []
-    for which in ("classic", "variants"):
-        path = os.path.join(root, f"time_{which}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                t = json.load(f)
-            runs.append(
-                f"- `python experiments/long_range_comparison/run.py{' --full' if full else ''}"
-                f" --set {which}`: {t['steps']} steps per point, T in {{{t['lengths']}}}, "
-                f"{t['minutes']:.1f} minutes wall on a {os.cpu_count()}-core CPU (load average "
-                f"{t['loadavg']:.1f} at the end)"
-            )
-    return f"""# Long-range comparison: every cell ({mode} mode)
+    path = os.path.join(root, f"time_{which}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            t = json.load(f)
+        runs.append(
+            f"- `python experiments/long_range_comparison/run.py{' --full' if full else ''}"
+            f" --set {which}`: {t['steps']} steps per point, T in {{{t['lengths']}}}, "
+            f"{t['minutes']:.1f} minutes wall on a {os.cpu_count()}-core CPU (load average "
+            f"{t['loadavg']:.1f} at the end)"
+        )
+    title = "RNN vs LSTM vs GRU" if which == "classic" else "every cell, chrono init"
+    return f"""# Long-range comparison: {title} ({mode} mode)
 
 3 seeds per point (mean ± std), one layer of 64 units (copy memory: 128; the linear cells in
 pre-norm residual blocks), eval on {eval_batches * 128} fixed sequences per point. Runs:
@@ -171,7 +183,7 @@ def reading(task, rows, metric, base_key) -> str:
     return "**Reading (computed):**\n\n" + "\n".join(out) + "\n"
 
 
-def table(task, rows, metric, base_key, better) -> str:
+def table(task, rows, metric, base_key, better, suffix="") -> str:
     lines = [
         f"## {task} ({metric}, {better} is better)",
         "",
@@ -190,7 +202,7 @@ def table(task, rows, metric, base_key, better) -> str:
             f"| {r['cell']} | {r['seq_len']} | {r[metric]:.4g} ± {std:.2g} | "
             f"{r.get(base_key, float('nan')):.4g} |"
         )
-    return "\n".join(lines) + f"\n\n![{task}]({task}.png)\n"
+    return "\n".join(lines) + f"\n\n![{task}]({task}{suffix}.png)\n"
 
 
 def figure(task, rows, metric, base_key, path) -> None:
@@ -216,6 +228,41 @@ def figure(task, rows, metric, base_key, path) -> None:
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("sequence length T")
+    ax.set_ylabel(metric)
+    ax.set_title(task)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bars(task, rows, metric, base_key, path) -> None:
+    """One bar per cell (3-seed mean ± std) at each T, the baseline dashed."""
+    from seqlab.tools.figures import plt
+    from seqlab.tools.report import cell_order
+
+    done = [r for r in rows if metric in r]
+    cells = cell_order({r["cell"] for r in done})
+    lengths = sorted({r["seq_len"] for r in done})
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(cells) * len(lengths), 3.2))
+    width = 0.8 / max(1, len(lengths))
+    for i, T in enumerate(lengths):
+        at = {r["cell"]: r for r in done if r["seq_len"] == T}
+        xs = [j + i * width for j, c in enumerate(cells) if c in at]
+        ax.bar(
+            xs,
+            [at[c][metric] for c in cells if c in at],
+            width,
+            yerr=[at[c].get(metric + "/std", 0) for c in cells if c in at],
+            capsize=2,
+            label=f"T = {T}",
+        )
+    bases = sorted({r[base_key] for r in done if base_key in r})
+    if bases:
+        ax.axhline(bases[0], color="gray", ls="--", label="chance / no memory")
+    ax.set_xticks(
+        [j + 0.4 - width / 2 for j in range(len(cells))], cells, rotation=30, ha="right", fontsize=7
+    )
     ax.set_ylabel(metric)
     ax.set_title(task)
     ax.legend(fontsize=7)
