@@ -14,8 +14,8 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from seqlab.errors import DataError
-from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec, cross_entropy
-from seqlab.tasks.synthetic import SyntheticTask, count, total
+from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec
+from seqlab.tasks.synthetic import SyntheticTask, classify, count, total
 
 
 class AddingTask(SyntheticTask):
@@ -117,13 +117,8 @@ class RecallTask(SyntheticTask):
         return {"inputs": tokens, "labels": labels.astype(np.int32)}
 
     def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
-        logits, _ = model(batch["inputs"], train=rng is not None, rng=rng)
-        logits = logits.astype(jnp.float32)
-        ce = cross_entropy(logits, batch["labels"])
-        correct = jnp.argmax(logits, -1) == batch["labels"]
-        n = count(ce.shape[0])
-        metrics = {"loss": (total(ce), n), "accuracy": (total(correct), n)}
-        return jnp.mean(ce), (metrics, carry)
+        loss, _, metrics = classify(model, batch, rng)
+        return loss, (metrics, carry)
 
     def baselines(self) -> dict[str, float]:
         return {

@@ -18,7 +18,7 @@ from ml_collections import ConfigDict
 
 from seqlab.errors import DataError
 from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec, cross_entropy
-from seqlab.tasks.synthetic import SyntheticTask, count, total
+from seqlab.tasks.synthetic import SyntheticTask, classify, count, total
 
 
 def _positions(rng: np.random.Generator, n: int, length: int, k: int) -> np.ndarray:
@@ -164,13 +164,8 @@ class AssociativeRecallTask(SyntheticTask):
         return {"inputs": inputs, "labels": values[rows, asked].astype(np.int32)}
 
     def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
-        logits, _ = model(batch["inputs"], train=rng is not None, rng=rng)
-        logits = logits.astype(jnp.float32)
-        ce = cross_entropy(logits, batch["labels"])
-        correct = jnp.argmax(logits, -1) == batch["labels"]
-        n = count(ce.shape[0])
-        metrics = {"loss": (total(ce), n), "accuracy": (total(correct), n)}
-        return jnp.mean(ce), (metrics, carry)
+        loss, _, metrics = classify(model, batch, rng)
+        return loss, (metrics, carry)
 
     def baselines(self) -> dict[str, float]:
         return {"accuracy": 1.0 / self.num_values, "loss": math.log(self.num_values)}

@@ -28,13 +28,12 @@ import itertools
 import math
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
 from seqlab.errors import DataError
-from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec, cross_entropy
-from seqlab.tasks.synthetic import SyntheticTask, count, total
+from seqlab.tasks.base import Arrays, Batch, Key, LossOut, ModelSpec
+from seqlab.tasks.synthetic import SyntheticTask, classify, count, total
 
 #: token i of ``s3`` is the permutation ``PERMUTATIONS[i]`` of (0, 1, 2), mapping item j to
 #: ``PERMUTATIONS[i][j]``; token 0 is the identity.
@@ -91,17 +90,10 @@ class StateTrackingTask(SyntheticTask):
         return {"inputs": tokens, "labels": states if self.per_step else states[:, -1]}
 
     def loss(self, model: Any, batch: Arrays, *, carry: Any = None, rng: Key = None) -> LossOut:
-        logits, _ = model(batch["inputs"], train=rng is not None, rng=rng)
-        logits = logits.astype(jnp.float32)
-        ce = cross_entropy(logits, batch["labels"])
-        correct = jnp.argmax(logits, -1) == batch["labels"]
-        metrics = {
-            "loss": (total(ce), count(ce.size)),
-            "accuracy": (total(correct), count(correct.size)),
-        }
+        loss, correct, metrics = classify(model, batch, rng)
         if self.per_step:
             metrics["final_accuracy"] = (total(correct[:, -1]), count(correct.shape[0]))
-        return jnp.mean(ce), (metrics, carry)
+        return loss, (metrics, carry)
 
     def baselines(self) -> dict[str, float]:
         """Chance: a uniform guess (each product is uniform over the group)."""

@@ -17,7 +17,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from seqlab.errors import DataError
-from seqlab.tasks.base import Array, Batch, Task, rng_for
+from seqlab.tasks.base import Array, Batch, Task, cross_entropy, rng_for
 
 TRAIN_STREAM = 0
 EVAL_STREAM = 1
@@ -31,6 +31,20 @@ def total(x: Array) -> Array:
 def count(n: Any) -> Array:
     """A count as a float32 scalar (the ``count`` half of a metric pair)."""
     return jnp.asarray(n, jnp.float32)
+
+
+def classify(model: Any, batch: Any, rng: Any) -> tuple[Array, Array, dict[str, Any]]:
+    """Softmax classification of ``batch["labels"]`` (per example, or per step when the
+    labels have a time axis) from ``model(batch["inputs"])``: (mean loss, the correct mask,
+    the ``loss`` and ``accuracy`` metric pairs). Dropout is on when ``rng`` is given."""
+    logits, _ = model(batch["inputs"], train=rng is not None, rng=rng)
+    ce = cross_entropy(logits.astype(jnp.float32), batch["labels"])
+    correct = jnp.argmax(logits, -1) == batch["labels"]
+    metrics = {
+        "loss": (total(ce), count(ce.size)),
+        "accuracy": (total(correct), count(correct.size)),
+    }
+    return jnp.mean(ce), correct, metrics
 
 
 class SyntheticTask(Task):
