@@ -210,37 +210,6 @@ def cmd_sample(argv: Sequence[str]) -> int:
     return 0
 
 
-def _run_points(
-    config: str, workdir: str, sweep_arg: str | None, parallel: int, extra: list
-) -> dict[str, dict]:
-    """Runs a sweep's points not yet done; returns the statuses of those that failed."""
-    from seqlab.tools import sweep
-
-    statuses = sweep.run_sweep(config, workdir, sweep_arg=sweep_arg, parallel=parallel, extra=extra)
-    return {n: s for n, s in statuses.items() if s.get("state") != "done"}
-
-
-def _said_failed(name: str, failed: dict[str, dict]) -> int:
-    """One line: which points failed, and whether re-running alone can help (a crash) or
-    their input must change first (exit status 2: the one-line error in status.json)."""
-    if not failed:
-        return 0
-    refused = [n for n, st in failed.items() if st.get("returncode") == 2]
-    retry = "re-run the same command to retry them"
-    if refused:
-        retry = (
-            f"{', '.join(refused)} stopped on an error in its input or workdir: fix what its "
-            "status.json says, then re-run the same command"
-            + ("; the others may just need a re-run" if len(refused) < len(failed) else "")
-        )
-    print(
-        f"seqlab {name}: {len(failed)} point(s) failed: {', '.join(failed)}; "
-        f"each point's error is in its status.json and train.log; {retry}",
-        file=sys.stderr,
-    )
-    return 1
-
-
 def cmd_probe(argv: Sequence[str]) -> int:
     """The config's get_sweep (cells x lengths) run as `seqlab sweep` does, each point probing
     during training, then `seqlab report` (merged probe.json, figures, decay table)."""
@@ -270,13 +239,13 @@ def cmd_probe(argv: Sequence[str]) -> int:
     sweep_arg = fv.sweep if fv.sweep is not None else fv.config.partition(":")[2] or None
     points = sweep.load_sweep(fv.config, sweep_arg)
     sweep.check_points(fv.config, points, passthrough, fv.parallel)  # all, before any runs
-    failed = _run_points(fv.config, fv.workdir, sweep_arg, fv.parallel, passthrough)
+    failed = sweep.failed_points(fv.config, fv.workdir, sweep_arg, fv.parallel, passthrough)
     if len(failed) < len(points):
         report(fv.workdir)
         with open(os.path.join(fv.workdir, "probe.json")) as f:
             print(probe_table(json.load(f)))
         print(f"figures: {fv.workdir}/grad_vs_distance.png, {fv.workdir}/grad_heatmap.png")
-    return _said_failed("probe", failed)
+    return sweep.say_failed("probe", failed)
 
 
 def cmd_sweep(argv: Sequence[str]) -> int:
@@ -312,9 +281,9 @@ def cmd_sweep(argv: Sequence[str]) -> int:
             f"  wandb sweep {path}\n  wandb agent <the sweep id it prints>"
         )
         return 0
-    failed = _run_points(fv.config, fv.workdir, fv.sweep, fv.parallel, passthrough)
+    failed = sweep.failed_points(fv.config, fv.workdir, fv.sweep, fv.parallel, passthrough)
     print(report(fv.workdir))
-    return _said_failed("sweep", failed)
+    return sweep.say_failed("sweep", failed)
 
 
 def cmd_report(argv: Sequence[str]) -> int:
@@ -337,43 +306,10 @@ def cmd_report(argv: Sequence[str]) -> int:
 
 
 def cmd_inspect(argv: Sequence[str]) -> int:
-    def define(fv):
-        flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
-        flags.DEFINE_string("text", None, "a char LM: inspect this text file", flag_values=fv)
-        flags.DEFINE_enum(
-            "split", "val", ["val", "test"], "a char LM: inspect this split", flag_values=fv
-        )
-        flags.DEFINE_string("out", None, "output folder (default: WORKDIR/inspect)", flag_values=fv)
-        flags.DEFINE_integer(
-            "max_chars",
-            2000,
-            "inspect at most this many characters (the page holds every unit's activation at "
-            "each one)",
-            lower_bound=2,
-            upper_bound=20000,
-            flag_values=fv,
-        )
-        flags.DEFINE_integer(
-            "ngram_order", 5, "the n-gram baseline's order (0 = off)", lower_bound=0, flag_values=fv
-        )
-        flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+    """``seqlab inspect`` (``seqlab.tools.inspect.main``), loaded only for this command."""
+    from seqlab.tools.inspect import main as inspect
 
-    fv = parse("inspect", argv, define)
-    from seqlab.tools.inspect import inspect_workdir
-
-    path, notes = inspect_workdir(
-        fv.workdir,
-        text=fv.text,
-        split=fv.split if fv["split"].present else None,
-        out=fv.out,
-        max_chars=fv.max_chars,
-        ngram_order=fv.ngram_order,
-        best=fv.best,
-    )
-    for note in notes:
-        print(f"seqlab inspect: {note}", file=sys.stderr)
-    print(f"wrote {path} (open it in a browser) and its figures")
-    return 0
+    return inspect(argv)
 
 
 def cmd_bench(argv: Sequence[str]) -> int:

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import codecs
 import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from absl import flags
 
 from seqlab.errors import DataError, SeqlabError, UsageError
 from seqlab.tasks.corpora import Vocab
+from seqlab.tools.flags import parse
 from seqlab.tools.inspect_lm import lm_report
 
 DEFAULT_MAX_CHARS = 2000
@@ -239,3 +243,43 @@ def write_page(report: dict[str, Any], out: str) -> str:
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return path
+
+
+def main(argv: Sequence[str]) -> int:
+    """``seqlab inspect``: flags -> ``inspect_workdir`` -> the page's path (and notes)."""
+
+    def define(fv):
+        flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
+        flags.DEFINE_string("text", None, "a char LM: inspect this text file", flag_values=fv)
+        flags.DEFINE_enum(
+            "split", "val", ["val", "test"], "a char LM: inspect this split", flag_values=fv
+        )
+        flags.DEFINE_string("out", None, "output folder (default: WORKDIR/inspect)", flag_values=fv)
+        flags.DEFINE_integer(
+            "max_chars",
+            2000,
+            "inspect at most this many characters (the page holds every unit's activation at "
+            "each one)",
+            lower_bound=2,
+            upper_bound=20000,
+            flag_values=fv,
+        )
+        flags.DEFINE_integer(
+            "ngram_order", 5, "the n-gram baseline's order (0 = off)", lower_bound=0, flag_values=fv
+        )
+        flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+
+    fv = parse("inspect", argv, define)
+    path, notes = inspect_workdir(
+        fv.workdir,
+        text=fv.text,
+        split=fv.split if fv["split"].present else None,
+        out=fv.out,
+        max_chars=fv.max_chars,
+        ngram_order=fv.ngram_order,
+        best=fv.best,
+    )
+    for note in notes:
+        print(f"seqlab inspect: {note}", file=sys.stderr)
+    print(f"wrote {path} (open it in a browser) and its figures")
+    return 0

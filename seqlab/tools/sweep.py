@@ -273,6 +273,35 @@ def run_sweep(
     return statuses
 
 
+def failed_points(
+    config: str, workdir: str, sweep_arg: str | None, parallel: int, extra: list
+) -> dict[str, dict]:
+    """Runs a sweep's points not yet done; returns the statuses of those that failed."""
+    statuses = run_sweep(config, workdir, sweep_arg=sweep_arg, parallel=parallel, extra=extra)
+    return {n: s for n, s in statuses.items() if s.get("state") != "done"}
+
+
+def say_failed(name: str, failed: dict[str, dict]) -> int:
+    """One line: which points failed, and whether re-running alone can help (a crash) or
+    their input must change first (exit status 2: the one-line error in status.json)."""
+    if not failed:
+        return 0
+    refused = [n for n, st in failed.items() if st.get("returncode") == 2]
+    retry = "re-run the same command to retry them"
+    if refused:
+        retry = (
+            f"{', '.join(refused)} stopped on an error in its input or workdir: fix what its "
+            "status.json says, then re-run the same command"
+            + ("; the others may just need a re-run" if len(refused) < len(failed) else "")
+        )
+    print(
+        f"seqlab {name}: {len(failed)} point(s) failed: {', '.join(failed)}; "
+        f"each point's error is in its status.json and train.log; {retry}",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def make_sweep_dir(workdir: str) -> None:
     """Creates the sweep's directory, or says in one line why it cannot."""
     if os.path.lexists(workdir) and not os.path.isdir(workdir):
