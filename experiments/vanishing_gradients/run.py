@@ -9,14 +9,16 @@ Ollivier 2018 — chrono initialization sets the gates' time constants to span 1
 gradient reaches back ~T_max steps at initialization. Orvieto et al. 2023 — the LRU's
 eigenvalues initialized on a ring near |lambda| = 1 keep the signal for long distances.
 
-    python experiments/vanishing_gradients/run.py           # quick: minutes on a 2-core CPU
+    python experiments/vanishing_gradients/run.py           # standard: every cell, T to 1000
+    python experiments/vanishing_gradients/run.py --quick   # RNN/LSTM/GRU only, T to 1000
     python experiments/vanishing_gradients/run.py --full    # GPU/TPU: wider, longer training
     python experiments/vanishing_gradients/run.py --dry-run # print the command and the points
 
 Runs ``seqlab probe`` (configs/probe.py's sweep of cells x lengths, one training run per point
-in its own sub-workdir, then ``seqlab report``), which writes runs/vanishing_gradients[_full]/
-(probe.json, figures, probe.md, report.md, sub-runs); copies the table and figures next to
-this file (results.md, *.png). Re-running resumes: finished points are skipped.
+in its own sub-workdir, then ``seqlab report``), which writes
+runs/vanishing_gradients[_quick|_full]/ (probe.json, figures, probe.md, report.md,
+sub-runs); copies the table and figures next to this file (results[_quick|_full].md,
+*.png). Re-running resumes: finished points are skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the classic cells only (18 points)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--parallel", type=int, default=1, help="sweep points run at once")
     ap.add_argument(
@@ -48,10 +51,10 @@ def main() -> None:
         "--dry-run", action="store_true", help="print the command and its sweep points, run nothing"
     )
     args = ap.parse_args()
-    variant = "full" if args.full else ""
-    workdir = args.workdir or os.path.join(
-        ROOT, "runs", "vanishing_gradients" + ("_full" if args.full else "")
-    )
+    mode = "full" if args.full else "quick" if args.quick else "standard"
+    sfx = "" if mode == "standard" else f"_{mode}"
+    variant = ",".join(["full"] * args.full + ["cells=rnn+lstm+gru"] * args.quick)
+    workdir = args.workdir or os.path.join(ROOT, "runs", "vanishing_gradients" + sfx)
     config = os.path.join(ROOT, "configs", "probe.py") + (f":{variant}" if variant else "")
     cmd = [sys.executable, "-m", "seqlab", "probe", "--config", config, "--workdir", workdir]
     cmd += ["--parallel", str(args.parallel)]
@@ -80,15 +83,15 @@ def main() -> None:
         results = json.load(f)
     with open(os.path.join(workdir, "probe.md")) as f:
         table = f.read()
-    for png in ("grad_vs_distance.png", "grad_heatmap.png"):
-        shutil.copy(os.path.join(workdir, png), os.path.join(HERE, png))
+    for png in ("grad_vs_distance", "grad_heatmap"):
+        shutil.copy(os.path.join(workdir, f"{png}.png"), os.path.join(HERE, f"{png}{sfx}.png"))
     lines = summary(results)
-    with open(os.path.join(HERE, "results.md"), "w") as f:
-        mode = "full" if args.full else "quick"
+    with open(os.path.join(HERE, f"results{sfx}.md"), "w") as f:
+        flag = sfx.replace("_", " --")
         f.write(f"""# Vanishing gradients: every cell, and memory-horizon inits ({mode} mode)
 
-Command: `python experiments/vanishing_gradients/run.py{" --full" if args.full else ""}`
-(= `seqlab probe --config configs/probe.py{":full" if args.full else ""}`), adding problem,
+Command: `python experiments/vanishing_gradients/run.py{flag}`
+(= `seqlab probe --config configs/probe.py{":" + variant if variant else ""}`), adding problem,
 one layer, {platform.processor() or platform.machine()}, {os.cpu_count()} cores,
 {timing}.
 
@@ -111,13 +114,13 @@ g_t is measured for every t by one exact backward recursion that carries each co
 is the least-squares slope of -log g_t against distance (per step), "horizon" the first
 distance at which g_t < 1e-3 g_T (— = never within T).
 
-![gradient norm vs distance](grad_vs_distance.png)
-![gradient norm over training](grad_heatmap.png)
+![gradient norm vs distance](grad_vs_distance{sfx}.png)
+![gradient norm over training](grad_heatmap{sfx}.png)
 
 ## Full table (layer 0)
 
 {table}""")
-    print(f"wrote {os.path.join(HERE, 'results.md')}")
+    print(f"wrote {os.path.join(HERE, f'results{sfx}.md')}")
 
 
 def reading(results: dict) -> str:
