@@ -284,3 +284,28 @@ def test_smnist_permuted_runlocal_end_to_end(tmp_path, capsys, mnist_dir):
     with open(os.path.join(wd, "eval_test.json")) as f:
         result = json.load(f)
     assert result["step"] == 4 and 0 <= result["test/accuracy"] <= 1
+
+
+def _mnist1d_config_module():
+    import importlib.util  # by path: configs/ on sys.path would shadow the mnist1d package
+
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "mnist1d.py")
+    spec = importlib.util.spec_from_file_location("mnist1d_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mnist1d_linear_cells_get_their_papers_recipe_in_runs_and_sweeps():
+    m = _mnist1d_config_module()
+    lru, gru = m.get_config("lru"), m.get_config("gru")
+    assert (lru.model.num_layers, lru.model.block_mlp, lru.model.readout) == (2, True, "mean")
+    assert (gru.model.num_layers, gru.model.block_mlp, gru.model.readout) == (1, False, "last")
+    plain = m.get_config("lru,recipe=config")
+    assert (plain.model.num_layers, plain.model.readout) == (1, "last")
+    points = {p["model.cell"]: p for p in m.get_sweep("cells=gru+mingru")}
+    assert points["gru"] == {"model.cell": "gru"}
+    assert points["mingru"]["model.readout"] == "mean" and points["mingru"]["model.num_layers"] == 2
+    assert list(m.get_sweep("cells=mingru,recipe=config")) == [{"model.cell": "mingru"}]
+    with pytest.raises(ValueError, match="unknown recipe"):
+        m.get_config("lru,recipe=deep")
