@@ -23,9 +23,9 @@ from seqlab.tasks.mnist import epoch_rows, mnist1d_arrays, permutation, read_idx
 from seqlab.tools.cli import main
 
 try:
-    from tests.task_util import evaluate
+    from tests.task_util import evaluate, load_config_module
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from task_util import evaluate
+    from task_util import evaluate, load_config_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D}
@@ -286,18 +286,8 @@ def test_smnist_permuted_runlocal_end_to_end(tmp_path, capsys, mnist_dir):
     assert result["step"] == 4 and 0 <= result["test/accuracy"] <= 1
 
 
-def _mnist1d_config_module():
-    import importlib.util  # by path: configs/ on sys.path would shadow the mnist1d package
-
-    path = os.path.join(os.path.dirname(__file__), "..", "configs", "mnist1d.py")
-    spec = importlib.util.spec_from_file_location("mnist1d_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mnist1d_linear_cells_get_their_papers_recipe_in_runs_and_sweeps():
-    m = _mnist1d_config_module()
+    m = load_config_module("mnist1d")  # by path: configs/ on sys.path would shadow mnist1d
     lru, gru = m.get_config("lru"), m.get_config("gru")
     assert (lru.model.num_layers, lru.model.block_mlp, lru.model.readout) == (2, True, "mean")
     assert (gru.model.num_layers, gru.model.block_mlp, gru.model.readout) == (1, False, "last")
