@@ -36,12 +36,14 @@ def base_config() -> ConfigDict:
     c.model.num_layers = 1  # stacked recurrent layers
     c.model.input_kind = "onehot"  # onehot | embed (token inputs)
     c.model.embed_dim = 0  # embedding width when input_kind=embed
+    c.model.embed_init = "default"  # default (Flax's) | normal (N(0, 1): nn.Embedding's)
     c.model.dropout = 0.0  # between stacked layers and before the head, training only
     c.model.bidirectional = False  # many-to-one: both directions; seq2seq: the encoder
     c.model.readout = "last"  # many-to-one: last | mean | max
     c.model.attention = False  # seq2seq: additive attention
     c.model.attention_size = 0  # 0 = hidden_size
     # default (each cell's own; the IRNN's is identity) | char_rnn | irnn | chrono (lstm/gru)
+    # | torch (PyTorch's nn.LSTM/GRU/RNN init: U(+-1/sqrt(H)), for parity with its scripts)
     c.model.init = "default"
     c.model.forget_bias = 1.0  # lstm: forget-gate bias at init
     c.model.carry_bias = 0.0  # gru: update-gate (keep the old state) bias at init

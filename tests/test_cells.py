@@ -256,6 +256,21 @@ def test_default_input_kernel_is_lecun_normal() -> None:
     assert np.abs(w_x).max() < 2.0 / 0.87962566 / np.sqrt(Fd) * 1.0001
 
 
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_torch_preset_is_pytorchs_default_init(name: str) -> None:
+    """PyTorch: every weight U(+-1/sqrt(H)); the folded bias is b_ih + b_hh, two such draws."""
+    hidden = 256
+    gates = {"forget_bias": 0.0} if name == "lstm" else {}
+    cell = cell64(name, 64, hidden, init="torch", **gates)
+    k = hidden**-0.5
+    for w in (np.asarray(cell.w_x[...]), np.asarray(cell.w_h[...])):
+        assert np.abs(w).max() <= k and abs(w.std() - k / np.sqrt(3)) < 0.05 * k
+    b = np.asarray(cell.b[...])
+    if name == "lstm":  # forget_bias=0 sets the forget block; the others are random
+        b = np.delete(b, np.s_[hidden : 2 * hidden])
+    assert np.abs(b).max() <= 2 * k and abs(b.std() - k * np.sqrt(2 / 3)) < 0.1 * k
+
+
 @pytest.mark.parametrize("forget_bias", [0.0, 2.5])
 @pytest.mark.parametrize("init", [i for i in INIT_PRESETS if i != "chrono"])
 def test_lstm_forget_bias_respected(init: str, forget_bias: float) -> None:

@@ -160,6 +160,7 @@ CASES = [
     ("schedule", ["train", LR, "--config.optim.schedule=cosine"], ["'warmup_cosine'?"]),
     ("clip", ["train", LR, "--config.optim.clip=norm"], ["optim.clip", "choose one of"]),
     ("init", ["train", LR, "--config.model.init=xavier"], ["model.init", "choose one of"]),
+    ("embed-init", ["train", LR, "--config.model.embed_init=xavier"], ["model.embed_init"]),
     ("wandb-mode", ["train", LR, "--config.wandb.mode=cloud"], ["wandb.mode", "choose one of"]),
     ("nonfinite", ["train", LR, "--config.train.on_nonfinite=ignore"], ["on_nonfinite"]),
     ("readout", ["train", LR, "--config.model.readout=first"], ["model.readout"]),

@@ -140,6 +140,15 @@ def test_backends_agree(cell):
         lm("onehot", cell, backend="cudnnn")
 
 
+def test_embed_init_normal_is_pytorchs_unit_normal():
+    default, normal = lm("embed", embed_init="default"), lm("embed", embed_init="normal")
+    table = lambda m: np.asarray(m.inputs.embed.embedding[...])
+    assert abs(table(normal).std() - 1.0) < 0.15  # N(0, 1), nn.Embedding's init
+    assert table(default).std() < 0.5  # Flax's variance scaling: much smaller
+    with pytest.raises(ValueError, match="unknown embed init"):
+        lm("embed", embed_init="xavier")
+
+
 def test_lm_input_kinds():
     x = tokens(2, (2, 5))
     onehot, embed = lm("onehot"), lm("embed")

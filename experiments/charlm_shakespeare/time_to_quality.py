@@ -49,6 +49,16 @@ VARIANTS: dict[str, dict] = {
         "model.embed_dim": 256,
         **SCRIPT_RECIPE,
     },
+    # the script's init too: N(0, 1) embedding, PyTorch's U(+-1/sqrt(H)) LSTM, no forget bias
+    "torch-init": {"model.init": "torch", "model.forget_bias": 0.0},
+    "script": {
+        "model.input_kind": "embed",
+        "model.embed_dim": 256,
+        "model.embed_init": "normal",
+        "model.init": "torch",
+        "model.forget_bias": 0.0,
+        **SCRIPT_RECIPE,
+    },
 }
 
 

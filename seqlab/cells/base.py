@@ -32,7 +32,7 @@ from seqlab.cells.kernels import Kernels, matmul_operands
 Array = jax.Array
 Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
 
-INIT_PRESETS = ("default", "char_rnn", "irnn", "chrono")
+INIT_PRESETS = ("default", "char_rnn", "irnn", "chrono", "torch")
 ACTIVATIONS = ("tanh", "relu", "identity")
 
 
@@ -53,6 +53,10 @@ def init_kernels(
     - ``char_rnn``: everything uniform in [-0.08, 0.08] (karpathy/char-rnn).
     - ``irnn``: identity recurrent blocks, N(0, 0.001^2) input kernel, zero bias
       (Le, Jaitly, Hinton 2015), meant for the ReLU RNN.
+    - ``torch``: PyTorch's nn.RNN/LSTM/GRU default: every weight uniform in +-1/sqrt(H), and
+      the bias the sum of PyTorch's two (b_ih + b_hh), each uniform in +-1/sqrt(H); for
+      comparisons with PyTorch scripts. The cells' gate-bias options still apply (the LSTM's
+      forget block is set to ``forget_bias``, the GRU's ``carry_bias`` is added).
     """
     kx, kh, kb = jax.random.split(key, 3)
     shape_x, shape_h, shape_b = (
@@ -67,6 +71,11 @@ def init_kernels(
     elif preset == "char_rnn":
         u = lambda k, s: jax.random.uniform(k, s, dtype, -0.08, 0.08)
         w_x, w_h, b = u(kx, shape_x), u(kh, shape_h), u(kb, shape_b)
+    elif preset == "torch":
+        k = float(hidden) ** -0.5
+        kb2 = jax.random.fold_in(kb, 1)
+        u = lambda key, s: jax.random.uniform(key, s, dtype, -k, k)
+        w_x, w_h, b = u(kx, shape_x), u(kh, shape_h), u(kb, shape_b) + u(kb2, shape_b)
     elif preset == "irnn":
         w_x = 0.001 * jax.random.normal(kx, shape_x, dtype)
         w_h = jnp.tile(jnp.eye(hidden, dtype=dtype), (1, gates))

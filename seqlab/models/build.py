@@ -61,7 +61,11 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
     input_kind = m.input_kind
     if spec.family == "lm":
         return LanguageModel(
-            spec.vocab_size, input_kind=input_kind, embed_dim=int(m.embed_dim), **common
+            spec.vocab_size,
+            input_kind=input_kind,
+            embed_dim=int(m.embed_dim),
+            embed_init=str(m.embed_init),
+            **common,
         )
     if spec.family == "classifier":
         kind = "features" if spec.input_kind == "features" else input_kind
@@ -71,6 +75,7 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
             vocab_size=spec.vocab_size,
             num_features=spec.num_features,
             embed_dim=int(m.embed_dim),
+            embed_init=str(m.embed_init),
             bidirectional=bool(m.bidirectional),
             readout=m.readout,
             **common,
@@ -80,6 +85,7 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
             spec.vocab_size,
             spec.tgt_vocab_size,
             embed_dim=int(m.embed_dim),
+            embed_init=str(m.embed_init),
             bidirectional_encoder=bool(m.bidirectional),
             attention=bool(m.attention),
             attention_size=int(m.attention_size),

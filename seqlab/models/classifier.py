@@ -33,6 +33,7 @@ class SequenceClassifier(nnx.Module):
         vocab_size: int = 0,
         embed_dim: int = 0,
         num_features: int = 0,
+        embed_init: str = "default",
         readout: str = D.readout,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
@@ -48,6 +49,7 @@ class SequenceClassifier(nnx.Module):
             vocab_size=vocab_size,
             embed_dim=embed_dim,
             num_features=num_features,
+            embed_init=embed_init,
             param_dtype=param_dtype,
             rngs=rngs,
         )

@@ -10,6 +10,9 @@ from flax import nnx
 
 Array = jax.Array
 INPUT_KINDS = ("onehot", "embed", "features")
+# the embedding table's init: Flax's (variance scaling, std 1/sqrt(vocab)) or N(0, 1), PyTorch's
+# nn.Embedding default
+EMBED_INITS = ("default", "normal")
 TOKEN_INPUT_KINDS = ("onehot", "embed")  # what config.model.input_kind picks for token tasks
 
 
@@ -27,16 +30,21 @@ class InputEncoder(nnx.Module):
         vocab_size: int = 0,
         embed_dim: int = 0,
         num_features: int = 0,
+        embed_init: str = "default",
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if kind not in INPUT_KINDS:
             raise ValueError(f"unknown input kind {kind!r}; choose one of {INPUT_KINDS}")
+        if embed_init not in EMBED_INITS:
+            raise ValueError(f"unknown embed init {embed_init!r}; choose one of {EMBED_INITS}")
         self.kind = kind
         self.vocab_size = vocab_size
         self.param_dtype = param_dtype
         if kind == "embed":
-            self.embed = nnx.Embed(vocab_size, embed_dim, param_dtype=param_dtype, rngs=rngs)
+            init = {"normal": nnx.initializers.normal(1.0)}.get(embed_init)
+            kw = {"embedding_init": init} if init is not None else {}
+            self.embed = nnx.Embed(vocab_size, embed_dim, param_dtype=param_dtype, rngs=rngs, **kw)
             self.output_size = embed_dim
         elif kind == "onehot":
             self.output_size = vocab_size

@@ -32,6 +32,7 @@ class LanguageModel(nnx.Module):
         *,
         input_kind: str = D.input_kind,
         embed_dim: int = D.embed_dim,
+        embed_init: str = D.embed_init,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
         **stack: Any,
@@ -43,6 +44,7 @@ class LanguageModel(nnx.Module):
             input_kind,
             vocab_size=vocab_size,
             embed_dim=embed_dim,
+            embed_init=embed_init,
             param_dtype=param_dtype,
             rngs=rngs,
         )

@@ -32,6 +32,7 @@ class Seq2Seq(nnx.Module):
         tgt_vocab_size: int,
         *,
         embed_dim: int = 64,
+        embed_init: str = "default",
         bidirectional_encoder: bool = False,
         attention: bool = D.attention,
         attention_size: int = D.attention_size,
@@ -42,12 +43,9 @@ class Seq2Seq(nnx.Module):
         """``stack``: both recurrent stacks' options (``RNNStack.build``: cell, hidden_size,
         num_layers, dropout, unroll, remat, backend, cell_kwargs)."""
         common = {"param_dtype": param_dtype, "rngs": rngs}
-        self.src_embed = InputEncoder(
-            "embed", vocab_size=src_vocab_size, embed_dim=embed_dim, **common
-        )
-        self.tgt_embed = InputEncoder(
-            "embed", vocab_size=tgt_vocab_size, embed_dim=embed_dim, **common
-        )
+        embed = {"embed_dim": embed_dim, "embed_init": embed_init, **common}
+        self.src_embed = InputEncoder("embed", vocab_size=src_vocab_size, **embed)
+        self.tgt_embed = InputEncoder("embed", vocab_size=tgt_vocab_size, **embed)
         # Bidirectional encoders sum their directions so carries match the decoder's size.
         self.encoder = RNNStack.build(
             embed_dim, bidirectional=bidirectional_encoder, merge="sum", **common, **stack

@@ -15,7 +15,7 @@ from seqlab.config import DEFAULTS, base_config
 from seqlab.errors import ConfigError
 from seqlab.models.build import CELL_OPTIONS, COMPUTE_DTYPES, PARAM_DTYPES
 from seqlab.models.classifier import READOUTS
-from seqlab.models.inputs import TOKEN_INPUT_KINDS
+from seqlab.models.inputs import EMBED_INITS, TOKEN_INPUT_KINDS
 from seqlab.recurrence import BACKENDS
 from seqlab.recurrence.blocks import BLOCK_OUTS, BLOCKS
 from seqlab.recurrence.layers import resolve_block
@@ -50,6 +50,7 @@ def _model(m: ConfigDict) -> None:
     _one_of("model.cell", m.cell, CELLS)
     _one_of("model.init", m.init, INIT_PRESETS)
     _one_of("model.input_kind", m.input_kind, TOKEN_INPUT_KINDS)
+    _one_of("model.embed_init", m.embed_init, EMBED_INITS)
     _one_of("model.readout", m.readout, READOUTS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
     _one_of("model.dtype", m.dtype, COMPUTE_DTYPES)
