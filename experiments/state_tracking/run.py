@@ -8,7 +8,7 @@ diagonal linear recurrence cannot; Grazzi et al. 2025 — a linear recurrence wh
 (diagonal) state-transition values lie in [0, 1] cannot solve parity, at any depth.
 
     python experiments/state_tracking/run.py              # quick: T in {16, 64}, 500 steps
-    python experiments/state_tracking/run.py --standard   # T in {16, 64, 128}, 1,000 steps
+    python experiments/state_tracking/run.py --standard   # T in {16, 64, 128}, 500 steps
     python experiments/state_tracking/run.py --report-only  # rewrite results.md only
 
 Each (task, mode) is one `seqlab sweep` workdir, runs/state_tracking[_standard]/<task>,
@@ -35,7 +35,7 @@ NONLINEAR = ("rnn", "lstm", "gru")
 LINEAR = ("lru", "mingru", "minlstm", "rglru")
 MODES = {  # mode: (lengths, longest first; steps; eval batches of 128)
     "quick": ((64, 16), 500, 4),
-    "standard": ((128, 64, 16), 1000, 8),  # ~30 min on an idle 2-core CPU
+    "standard": ((128, 64, 16), 500, 8),  # T = 128 adds ~2/3 of the time: ~30 min idle
 }
 SOLVED = 0.95  # a point "solves" the task at this accuracy (3-seed mean)
 
