@@ -45,3 +45,22 @@ def test_readme_library_snippet_runs():
     for i, block in enumerate(blocks):
         exec(compile(block, f"README.md[block {i}]", "exec"), namespace)
     assert namespace["logits"].shape == (4, 5, 14) and namespace["text"].shape == (1, 200)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+RESULTS = sorted(
+    str(p.relative_to(DOC.parents[1])) for p in DOC.parents[1].glob("experiments/*/*.md")
+)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/BENCHMARKS.md", "docs/library.md", *RESULTS])
+def test_relative_links_point_at_files_that_exist(doc):
+    """Every relative link (results files, figures) names a committed path."""
+    root = DOC.parents[1]
+    path = root / doc
+    targets = [t.split("#")[0] for t in LINK.findall(path.read_text())]
+    local = [t for t in targets if t and not re.match(r"[a-z]+:", t)]
+    missing = [t for t in local if not (path.parent / t).exists()]
+    assert not missing, f"{doc} links to missing paths: {missing}"
