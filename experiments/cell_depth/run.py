@@ -38,7 +38,7 @@ QUICK = {
         "data.max_chars": 1_100_000,  # python_stdlib cut to tiny Shakespeare's size
         "data.batch_size": 32,
         "data.seq_len": 64,
-        "data.eval_batches": 20,
+        "task.eval_batches": 20,
         "train.num_steps": 1200,
         "optim.warmup_steps": 50,
         "task.sample_length": 200,
@@ -81,6 +81,8 @@ def run_corpus(corpus: str, mode: dict, root: str, parallel: int) -> list[dict]:
         "--config.train.progress=False",
     )
     rows = []
+    if not os.path.isdir(out):  # the sweep failed before any point: it printed why
+        return rows
     for name in sorted(os.listdir(out)):
         wd = os.path.join(out, name)
         if not os.path.exists(os.path.join(wd, "config.json")):
