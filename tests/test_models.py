@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from seqlab.models import LanguageModel, Seq2Seq, SequenceClassifier
+from seqlab.models.inputs import InputEncoder
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 H, E = 8, 6  # hidden size and embedding width of every model here (shared shapes compile once)
@@ -141,10 +142,13 @@ def test_backends_agree(cell):
 
 
 def test_embed_init_normal_is_pytorchs_unit_normal():
-    default, normal = lm("embed", embed_init="default"), lm("embed", embed_init="normal")
-    table = lambda m: np.asarray(m.inputs.embed.embedding[...])
-    assert abs(table(normal).std() - 1.0) < 0.15  # N(0, 1), nn.Embedding's init
-    assert table(default).std() < 0.5  # Flax's variance scaling: much smaller
+    table = lambda init: np.asarray(
+        InputEncoder(
+            "embed", vocab_size=64, embed_dim=64, embed_init=init, rngs=nnx.Rngs(0)
+        ).embed.embedding[...]
+    )
+    assert abs(table("normal").std() - 1.0) < 0.1  # N(0, 1), nn.Embedding's init (4096 draws)
+    assert table("default").std() < 0.5  # Flax's variance scaling: much smaller
     with pytest.raises(ValueError, match="unknown embed init"):
         lm("embed", embed_init="xavier")
 
