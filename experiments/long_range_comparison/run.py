@@ -339,6 +339,13 @@ def figure(task, rows, metric, base_key, path) -> None:
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("sequence length T")
+    finish(fig, ax, task, metric, path)
+
+
+def finish(fig, ax, task: str, metric: str, path: str) -> None:
+    """Labels, legend and the PNG, shared by the line and bar figures."""
+    from seqlab.tools.figures import plt
+
     ax.set_ylabel(metric)
     ax.set_title(task)
     ax.legend(fontsize=7)
@@ -374,12 +381,7 @@ def bars(task, rows, metric, base_key, path) -> None:
     ax.set_xticks(
         [j + 0.4 - width / 2 for j in range(len(cells))], cells, rotation=30, ha="right", fontsize=7
     )
-    ax.set_ylabel(metric)
-    ax.set_title(task)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, ax, task, metric, path)
 
 
 if __name__ == "__main__":
