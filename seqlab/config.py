@@ -37,6 +37,11 @@ def base_config() -> ConfigDict:
     c.model.input_kind = "onehot"  # onehot | embed (token inputs)
     c.model.embed_dim = 0  # embedding width when input_kind=embed
     c.model.embed_init = "default"  # default (Flax's) | normal (N(0, 1): nn.Embedding's)
+    # input_kind=onehot (ignored otherwise): the fan-in the first layer's LeCun init assumes
+    # (init=default/chrono). 0 = the vocabulary
+    # (Flax's default for a dense matmul: rows of std 1/sqrt(V)); 1 = the one active input
+    # (rows of unit variance, like an embedding; configs/charlm.py, measured faster there)
+    c.model.onehot_fan_in = 0
     c.model.dropout = 0.0  # between stacked layers and before the head, training only
     c.model.bidirectional = False  # many-to-one: both directions; seq2seq: the encoder
     c.model.readout = "last"  # many-to-one: last | mean | max

@@ -256,6 +256,25 @@ def test_default_input_kernel_is_lecun_normal() -> None:
     assert np.abs(w_x).max() < 2.0 / 0.87962566 / np.sqrt(Fd) * 1.0001
 
 
+@pytest.mark.parametrize("name", ["lstm", "mingru", "lru"])
+def test_rescale_input_fan_in_scales_the_same_draws(name: str) -> None:
+    """fan_in=1 (a one-hot input's one active feature): the same draws times sqrt(in), so
+    rows of unit variance; fixed-scale presets are left alone."""
+    vocab = 65
+    a, b = cell64(name, vocab, H), cell64(name, vocab, H)
+    b.rescale_input_fan_in(1)
+    np.testing.assert_allclose(b.w_x[...], a.w_x[...] * np.sqrt(vocab), rtol=1e-12)
+    np.testing.assert_array_equal(b.b[...], a.b[...])
+    if name == "lstm":  # LeCun with fan-in 1: std 1 (65 x 128 draws)
+        assert abs(np.asarray(b.w_x[...]).std() - 1.0) < 0.05
+        fixed = cell64(name, vocab, H, init="char_rnn")
+        before = np.asarray(fixed.w_x[...])
+        fixed.rescale_input_fan_in(1)
+        np.testing.assert_array_equal(fixed.w_x[...], before)
+    with pytest.raises(ValueError, match="fan_in must be >= 1"):
+        b.rescale_input_fan_in(0)
+
+
 @pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
 def test_torch_preset_is_pytorchs_default_init(name: str) -> None:
     """PyTorch: every weight U(+-1/sqrt(H)); the folded bias is b_ih + b_hh, two such draws."""

@@ -84,6 +84,7 @@ def test_bad_values_are_one_clear_error():
         ("model", "dropout", 1.0, "[0, 1)"),
         ("model", "cell", "lstn", "did you mean 'lstm'"),
         ("model", "backend", "fats", "did you mean 'fast'"),
+        ("model", "onehot_fan_in", -1, "integer >= 0"),
         ("data", "seq_len", 0, "seq_len"),
         ("optim", "learning_rate", -1.0, "> 0"),
         ("optim", "name", "adamm", "did you mean 'adam'"),

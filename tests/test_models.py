@@ -153,6 +153,23 @@ def test_embed_init_normal_is_pytorchs_unit_normal():
         lm("embed", embed_init="xavier")
 
 
+@pytest.mark.parametrize("block", ["none", "residual"])
+def test_onehot_fan_in_scales_only_the_first_layers_input_kernel(block):
+    """input_fan_in=1: the first layer's one-hot rows get unit variance (the same draws
+    times sqrt(V)); deeper layers, the recurrent kernels and the head are unchanged."""
+    kw = {"cell": "lstm" if block == "none" else "mingru", "block": block}
+    flat = lambda m: {
+        jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(m)))
+    }
+    a, b = flat(lm("onehot", **kw)), flat(lm("onehot", input_fan_in=1, **kw))
+    changed = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert len(changed) == 1, changed
+    np.testing.assert_allclose(b[changed[0]], a[changed[0]] * np.sqrt(V), rtol=1e-6)
+    want = "['input_proj']['linear']['kernel']" if block == "residual" else "[0]['cell']['w_x']"
+    assert want in changed[0], changed[0]
+
+
 def test_lm_input_kinds():
     x = tokens(2, (2, 5))
     onehot, embed = lm("onehot"), lm("embed")

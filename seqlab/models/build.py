@@ -59,10 +59,13 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         "rngs": rngs,
     }
     input_kind = m.input_kind
+    # one-hot inputs: the first layer's LeCun init with the fan-in the config names
+    fan_in = int(m.onehot_fan_in)
     if spec.family == "lm":
         return LanguageModel(
             spec.vocab_size,
             input_kind=input_kind,
+            input_fan_in=fan_in if input_kind == "onehot" else 0,
             embed_dim=int(m.embed_dim),
             embed_init=str(m.embed_init),
             **common,
@@ -72,6 +75,7 @@ def build_model(m: ConfigDict, spec: Any, rngs: nnx.Rngs) -> nnx.Module:
         return SequenceClassifier(
             spec.num_outputs,
             input_kind=kind,
+            input_fan_in=fan_in if kind == "onehot" else 0,
             vocab_size=spec.vocab_size,
             num_features=spec.num_features,
             embed_dim=int(m.embed_dim),

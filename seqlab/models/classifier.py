@@ -40,7 +40,8 @@ class SequenceClassifier(nnx.Module):
         **stack: Any,
     ):
         """``stack``: the recurrent stack's options (``RNNStack.build``: cell, hidden_size,
-        num_layers, bidirectional, dropout, unroll, remat, backend, cell_kwargs)."""
+        num_layers, bidirectional, dropout, unroll, remat, backend, cell_kwargs,
+        input_fan_in)."""
         if readout not in READOUTS:
             raise ValueError(f"unknown readout {readout!r}; choose one of {READOUTS}")
         self.readout = readout

@@ -38,7 +38,8 @@ class LanguageModel(nnx.Module):
         **stack: Any,
     ):
         """``stack``: the recurrent stack's options (``RNNStack.build``: cell, hidden_size,
-        num_layers, dropout, unroll, remat, backend, cell_kwargs)."""
+        num_layers, dropout, unroll, remat, backend, cell_kwargs,
+        input_fan_in)."""
         self.vocab_size = vocab_size
         self.inputs = InputEncoder(
             input_kind,

@@ -31,6 +31,12 @@ class InputProjection(nnx.Module):
         self.in_features = in_features
         self.linear = nnx.Linear(in_features, hidden, param_dtype=param_dtype, rngs=rngs)
 
+    def rescale_input_fan_in(self, fan_in: int) -> None:
+        """LeCun's scale for ``fan_in`` active inputs (see ``Cell.rescale_input_fan_in``)."""
+        if fan_in < 1:
+            raise ValueError(f"fan_in must be >= 1, got {fan_in}")
+        self.linear.kernel[...] = self.linear.kernel[...] * (self.in_features / fan_in) ** 0.5
+
     def __call__(self, x: Array) -> Array:
         if jnp.issubdtype(x.dtype, jnp.integer):
             w, b = self.linear.kernel[...], self.linear.bias[...]

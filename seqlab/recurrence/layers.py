@@ -254,8 +254,12 @@ class RNNStack(nnx.Module):
         block_out: str = D.block_out,
         block_mlp: bool = D.block_mlp,
         cell_kwargs: dict[str, Any] | None = None,
+        input_fan_in: int = 0,
         rngs: nnx.Rngs,
     ):
+        """``input_fan_in``: how many of the ``in_features`` inputs are active at once, for
+        the first layer's LeCun-scaled input kernel (1 for one-hot inputs; 0 = all of them,
+        Flax's default); see ``Cell.rescale_input_fan_in``."""
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
@@ -272,17 +276,24 @@ class RNNStack(nnx.Module):
             if residual
             else None
         )
+        if residual and input_fan_in:
+            self.input_proj.rescale_input_fan_in(input_fan_in)
         in_features = hidden_size if residual else in_features
         layers = []
         size = in_features
-        for _ in range(num_layers):
-            fwd = Recurrent(make_cell(cell, size, hidden_size, rngs=rngs, **kw), **opts)
+
+        def new_cell(first: bool) -> Cell:
+            c = make_cell(cell, size, hidden_size, rngs=rngs, **kw)
+            if first and input_fan_in and not residual:
+                c.rescale_input_fan_in(input_fan_in)
+            return c
+
+        for i in range(num_layers):
+            fwd = Recurrent(new_cell(i == 0), **opts)
             if self.block == "residual":
                 fwd = ResidualBlock(fwd, out=block_out, mlp=block_mlp, param_dtype=dtype, rngs=rngs)
             if bidirectional:
-                bwd = Recurrent(
-                    make_cell(cell, size, hidden_size, rngs=rngs, **kw), reverse=True, **opts
-                )
+                bwd = Recurrent(new_cell(i == 0), reverse=True, **opts)
                 layer: nnx.Module = Bidirectional(fwd, bwd, merge)
             else:
                 layer = fwd

@@ -63,6 +63,12 @@ def _model(m: ConfigDict) -> None:
         "must be >= 1 when model.input_kind='embed'",
     )
     _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
+    _check(
+        isinstance(m.onehot_fan_in, int) and m.onehot_fan_in >= 0,
+        "model.onehot_fan_in",
+        m.onehot_fan_in,
+        "must be an integer >= 0 (0 = the vocabulary size, 1 = one active input)",
+    )
     _recurrence(m)
 
 
