@@ -21,10 +21,10 @@ classify with (``recipe=paper``, the default): two pre-norm residual blocks with
 sub-block each, read out by the mean over time (Orvieto et al. 2023 pool the LRU stack's
 outputs; Feng et al. 2024 and De et al. 2024 stack blocks with MLPs). One block read from its
 last state (``recipe=config``, the defaults' single layer) has no nonlinearity after its
-recurrence, and measured well below the published MLP: 18.7-44.9% test accuracy after 1000 steps. One LRU
-seed after 500 steps: 47.9% with two blocks + MLPs read from the last state, 85.7% read by the
-mean (this project's 2-core CPU, two runs sharing it). The nonlinear cells keep one layer
-read from the last state, as the published GRU.
+recurrence, and measured well below the published MLP: 18.7-44.9% test accuracy after 1000
+steps. One LRU seed after 500 steps: 47.9% with two blocks + MLPs read from the last state,
+85.7% read by the mean (this project's 2-core CPU, two runs sharing it). The nonlinear cells
+keep one layer read from the last state, as the published GRU.
 
 Variants (comma-separated after ``:``): a cell (``cell=lstm`` or just ``lstm``; ``irnn``,
 ``lru``, ``mingru``, ... as in long_range.py), ``recipe=paper|config`` (above), ``runlocal``
