@@ -34,31 +34,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONFIG = os.path.join(ROOT, "configs", "charlm.py")
 THRESHOLDS = (2.0, 1.8, 1.7, 1.6)
-# seqlab variants: the overrides each adds to configs/charlm.py (one factor at a time)
+# seqlab variants: the overrides each adds to configs/charlm.py (one factor at a time).
+# "before" is the config before this comparison changed its default: one-hot rows at
+# Flax's LeCun scale over the whole vocabulary (std 1/sqrt(65)) instead of unit variance.
 SCRIPT_RECIPE = {
     "optim.learning_rate": 2e-3,
     "optim.schedule": "constant",
     "optim.warmup_steps": 0,
 }
+BEFORE = {"model.onehot_fan_in": 0}
+EMBED_256 = {"model.input_kind": "embed", "model.embed_dim": 256}
+# the script's init: PyTorch's U(+-1/sqrt(H)) LSTM (input kernel included), no forget bias
+TORCH_INIT = {"model.init": "torch", "model.forget_bias": 0.0}
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "constant-2e-3": SCRIPT_RECIPE,
-    "embed-256": {"model.input_kind": "embed", "model.embed_dim": 256},
-    "embed-256+constant-2e-3": {
-        "model.input_kind": "embed",
-        "model.embed_dim": 256,
-        **SCRIPT_RECIPE,
-    },
-    # the script's init too: N(0, 1) embedding, PyTorch's U(+-1/sqrt(H)) LSTM, no forget bias
-    "torch-init": {"model.init": "torch", "model.forget_bias": 0.0},
-    "script": {
-        "model.input_kind": "embed",
-        "model.embed_dim": 256,
-        "model.embed_init": "normal",
-        "model.init": "torch",
-        "model.forget_bias": 0.0,
-        **SCRIPT_RECIPE,
-    },
+    "before": BEFORE,
+    "before+constant-2e-3": {**BEFORE, **SCRIPT_RECIPE},
+    "before+embed-256": {**BEFORE, **EMBED_256},
+    "before+embed-256+constant-2e-3": {**BEFORE, **EMBED_256, **SCRIPT_RECIPE},
+    "before+torch-init": TORCH_INIT,
+    "before+torch-init+forget-bias-1": {**TORCH_INIT, "model.forget_bias": 1.0},
+    "before+torch-init+constant-2e-3": {**TORCH_INIT, **SCRIPT_RECIPE},
+    "before+forget-bias-0": {**BEFORE, "model.forget_bias": 0.0},
+    "before+forget-bias-0+constant-2e-3": {**BEFORE, "model.forget_bias": 0.0, **SCRIPT_RECIPE},
+    "default+forget-bias-0": {"model.forget_bias": 0.0},
+    "script": {**TORCH_INIT, **EMBED_256, "model.embed_init": "normal", **SCRIPT_RECIPE},
 }
 
 
@@ -68,6 +68,13 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--only", default="", help="comma-separated contenders (torch, variants)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument(
+        "--core",
+        type=int,
+        default=-1,
+        help="pin seqlab runs to this core with one XLA thread and keep only their per-step "
+        "losses (for ablations run side by side; their clocks are not comparable)",
+    )
     args = ap.parse_args()
     names = ["torch", *VARIANTS]
     chosen = [n for n in args.only.split(",") if n] or names
@@ -75,19 +82,26 @@ def main() -> None:
     if unknown:
         sys.exit(f"time_to_quality: unknown contender(s) {unknown}; choose from {names}")
     root = os.path.join(ROOT, "runs", "charlm_ttq")
-    curves = {}
-    for name in chosen:
+    if args.core >= 0 and "torch" in chosen:
+        sys.exit("time_to_quality: --core is for seqlab variants (ablations), not torch")
+    for name in [] if args.report_only else chosen:
         path = os.path.join(root, name, "curve.json")
-        if not args.report_only:  # a fresh run each time: a resumed one would skip its clock
-            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
-            os.makedirs(os.path.dirname(path))
-            load0 = os.getloadavg()[0]
-            if name == "torch":
-                curve = run_torch(args.steps, args.eval_every)
-            else:
-                curve = run_seqlab(name, os.path.join(root, name), args.steps, args.eval_every)
-            with open(path, "w") as f:
-                json.dump({"curve": curve, "load": [load0, os.getloadavg()[0]]}, f)
+        # a fresh run each time: a resumed one would skip its clock
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        os.makedirs(os.path.dirname(path))
+        load0 = os.getloadavg()[0]
+        if name == "torch":
+            curve = run_torch(args.steps, args.eval_every)
+        else:
+            workdir = os.path.join(root, name)
+            curve = run_seqlab(name, workdir, args.steps, args.eval_every, args.core)
+        with open(path, "w") as f:
+            json.dump(
+                {"curve": curve, "load": [load0, os.getloadavg()[0]], "timed": args.core < 0}, f
+            )
+    curves = {}  # every contender run so far, so that side-by-side ablations share a report
+    for name in names:
+        path = os.path.join(root, name, "curve.json")
         if os.path.exists(path):
             with open(path) as f:
                 curves[name] = json.load(f)
@@ -158,11 +172,15 @@ def run_torch(steps: int, eval_every: int) -> list[dict]:
     return curve
 
 
-def run_seqlab(name: str, workdir: str, steps: int, eval_every: int) -> list[dict]:
-    """``seqlab train`` with the variant's overrides; its eval curve from metrics.jsonl."""
+def run_seqlab(name: str, workdir: str, steps: int, eval_every: int, core: int) -> list[dict]:
+    """``seqlab train`` with the variant's overrides; its eval curve from metrics.jsonl.
+    ``core`` >= 0: pinned to that core with one XLA thread."""
     from seqlab.run.writers import read_metrics
 
     flags = [f"--config.{k}={v}" for k, v in VARIANTS[name].items()]
+    env = dict(os.environ)
+    if core >= 0:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     subprocess.run(
         [sys.executable, "-m", "seqlab", "train", "--config", CONFIG, "--workdir", workdir]
         + flags
@@ -170,6 +188,8 @@ def run_seqlab(name: str, workdir: str, steps: int, eval_every: int) -> list[dic
         + [f"--config.train.checkpoint_every={steps}", "--config.task.sample_length=0"]
         + ["--config.train.progress=False"],
         check=True,
+        env=env,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if core >= 0 else None,
     )
     rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     return [
@@ -180,40 +200,107 @@ def run_seqlab(name: str, workdir: str, steps: int, eval_every: int) -> list[dic
 
 
 def write_report(curves: dict[str, dict]) -> None:
+    timed = {k: c for k, c in curves.items() if c.get("timed", True)}
+    untimed = {k: c for k, c in curves.items() if not c.get("timed", True)}
     steps_seen = sorted({p["step"] for c in curves.values() for p in c["curve"]})
+    head = "| contender | " + " | ".join(f"step {s}" for s in steps_seen)
+    rule = "| --- |" + " --- |" * len(steps_seen)
     lines = [
         "# Time-to-quality: seqlab's recipes against a 40-line PyTorch script",
         "",
-        "2-layer 256-unit LSTM, tiny Shakespeare, batches of 64 x 100 on seqlab's own batch "
-        "stream, val loss (nats/char) on seqlab's val split; command: "
-        "`python experiments/charlm_shakespeare/time_to_quality.py`. Variants (overrides of "
-        "configs/charlm.py): "
-        + "; ".join(f"`{k}`: {v or 'none'}" for k, v in VARIANTS.items())
-        + ".",
+        "2-layer 256-unit LSTM, tiny Shakespeare, batches of 64 x 100 from seqlab's own batch "
+        "stream, val loss (nats/char) on seqlab's val split, every contender from the same "
+        "first batch; command: `python experiments/charlm_shakespeare/time_to_quality.py`. "
+        "`torch` is the PyTorch script (nn.Embedding(65, 256), nn.LSTM(256, 256, 2), Adam "
+        "2e-3 constant, clip 5, PyTorch's init and default threads). The seqlab variants are "
+        "overrides of configs/charlm.py:",
         "",
-        "| contender | " + " | ".join(f"step {s}" for s in steps_seen) + " | load (start, end) |",
-        "| --- |" + " --- |" * (len(steps_seen) + 1),
+        *[f"- `{k}`: {v or 'none (the config as committed)'}" for k, v in VARIANTS.items()],
+        "",
+        "## Alone on the machine: val loss (seconds since the start, compile included)",
+        "",
+        head + " | load (start, end) |",
+        rule + " --- |",
     ]
-    for name, c in curves.items():
+    for name, c in timed.items():
         at = {p["step"]: p for p in c["curve"]}
         cells = [
             f"{at[s]['val']:.3f} ({at[s]['wall_s']:.0f} s)" if s in at else "" for s in steps_seen
         ]
         load = "{:.1f}, {:.1f}".format(*c["load"])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {load} |")
-    lines += ["", "First eval at or below each val loss (step, seconds):", ""]
+    if untimed:
+        lines += [
+            "",
+            "## Ablations: val loss only",
+            "",
+            "Run with `--core N`: pinned to one core with one XLA thread, two at a time, so "
+            "their clocks say nothing; the loss at a step does not depend on the clock.",
+            "",
+            head + " |",
+            rule,
+        ]
+        for name, c in untimed.items():
+            at = {p["step"]: p["val"] for p in c["curve"]}
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{at[s]:.3f}" if s in at else "" for s in steps_seen)
+                + " |"
+            )
+    lines += ["", "## First eval at or below each val loss: step (seconds)", ""]
     lines += ["| contender | " + " | ".join(f"<= {t}" for t in THRESHOLDS) + " |"]
     lines += ["| --- |" + " --- |" * len(THRESHOLDS)]
     for name, c in curves.items():
         cells = []
         for t in THRESHOLDS:
             hit = next((p for p in c["curve"] if p["val"] <= t), None)
-            cells.append(f"{hit['step']} ({hit['wall_s']:.0f} s)" if hit else "—")
+            clock = f" ({hit['wall_s']:.0f} s)" if hit and c.get("timed", True) else ""
+            cells.append(f"{hit['step']}{clock}" if hit else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += reading(curves)
     path = os.path.join(HERE, "time_to_quality.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {path}")
+
+
+def reading(curves: dict[str, dict]) -> list[str]:
+    """Computed verdicts: seqlab's default against the script at equal steps and equal wall
+    time, and each one-factor variant against ``before`` at the last step."""
+    out = ["", "## Reading (computed from the rows above)", ""]
+    last = lambda c: c["curve"][-1]
+    if "torch" in curves and "default" in curves:
+        t, d = curves["torch"], curves["default"]
+        lt, ld = last(t), last(d)
+        out.append(
+            f"- Equal steps (step {ld['step']}): default {ld['val']:.3f} vs torch {lt['val']:.3f}"
+            f" -> {'default ahead or even' if ld['val'] <= lt['val'] else 'torch ahead'}."
+        )
+        if d.get("timed", True) and t.get("timed", True):
+            budget = min(lt["wall_s"], ld["wall_s"])
+            at = lambda c: min(
+                (p for p in c["curve"] if p["wall_s"] <= budget),
+                key=lambda p: p["val"],
+                default=None,
+            )
+            pd, pt = at(d), at(t)
+            if pd and pt:
+                out.append(
+                    f"- Equal wall time ({budget:.0f} s, the shorter run): best eval so far "
+                    f"default {pd['val']:.4f} (step {pd['step']}) vs torch {pt['val']:.4f} "
+                    f"(step {pt['step']}) -> "
+                    f"{'default ahead or even' if pd['val'] <= pt['val'] else 'torch ahead'}."
+                )
+    for ref in ("before", "default"):  # one factor at a time against the run it changes
+        if ref not in curves:
+            continue
+        base = last(curves[ref])
+        for name, c in curves.items():
+            changed = name.startswith(ref + "+") or (ref == "before" and name == "default")
+            if changed and last(c)["step"] == base["step"]:
+                delta = last(c)["val"] - base["val"]
+                out.append(f"- `{name}` vs `{ref}` at step {base['step']}: {delta:+.3f}")
+    return out
 
 
 if __name__ == "__main__":
