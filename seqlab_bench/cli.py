@@ -334,7 +334,9 @@ def main(argv: Sequence[str]) -> int:
         threads["torch"] = torch_threads
     shape = Shape(fv.batch, fv.length, fv.hidden, fv.layers, fv.vocab)
     report = new_report(argv, settings(fv, shape, threads))
+    hw = report["hardware"]
     print(f"# {PROGRAM}  load avg {load_avg()}  threads {threads}", flush=True)
+    print(f"# CPU {hw['cpu_model']} x{hw['cores']}: {' '.join(hw['cpu_flags'])}", flush=True)
     modes = names(fv.mode)
     for mode in MODES:
         if mode in modes:

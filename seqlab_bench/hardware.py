@@ -17,19 +17,29 @@ from typing import Any
 VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "seqlab")
 
 
+#: the ISA extensions that decide which matmul kernels XLA and PyTorch pick on x86
+ISA_PREFIXES = ("avx", "fma", "amx", "sse4")
+
+
 def hardware() -> dict[str, Any]:
-    """CPU model, core count, total memory (GiB) and platform string."""
+    """CPU model, its vector ISA flags (AVX2 vs AVX-512 changes the CPU tables), core count,
+    total memory (GiB) and platform string."""
     model = platform.processor() or platform.machine()
+    isa: list[str] = []
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                isa = sorted(x for x in flags if x.startswith(ISA_PREFIXES))
                 break
     mem = None
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = round(int(f.readline().split()[1]) / 2**20, 1)
     return {
         "cpu_model": model,
+        "cpu_flags": isa,
         "cores": os.cpu_count(),
         "memory_gib": mem,
         "platform": platform.platform(),

@@ -140,6 +140,7 @@ def test_cli_end_to_end_writes_the_documented_json(tmp_path, capsys) -> None:
     report = json.loads(path.read_text())
     assert set(JSON_KEYS) <= set(report)
     assert report["hardware"]["cores"] >= 1 and report["hardware"]["cpu_model"]
+    assert isinstance(report["hardware"]["cpu_flags"], list)
     assert len(report["load_avg"]["start"]) == 3
     assert report["versions"]["jax"] == jax.__version__
     rows = report["results"]
