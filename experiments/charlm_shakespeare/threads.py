@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,18 +43,13 @@ TORCH_SETTINGS = {"torch-default": 0, "torch-1-thread": 1}
 
 
 def cpu_info() -> str:
-    """CPU model, its vector ISA flags (avx*), and the cores this process may use."""
-    model, flags = platform.processor() or "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = {x for x in line.split(":", 1)[1].split() if x.startswith("avx")}
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(sorted(flags)) or 'unknown'}"
+    """CPU model, cores and ISA flags, as ``seqlab bench`` records them."""
+    from seqlab_bench.hardware import hardware
+
+    hw = hardware()
+    return (
+        f"{hw['cpu_model']}, {hw['cores']} cores, flags: {' '.join(hw['cpu_flags']) or 'unknown'}"
+    )
 
 
 def run_seqlab(env_extra: dict[str, str], steps: int, log_every: int) -> float:

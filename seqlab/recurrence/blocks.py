@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells.base import Array, Carry, Cell
+from seqlab.cells.base import Array, Carry, Cell, fan_in_rescale
 from seqlab.recurrence.scan import length_mask
 
 BLOCKS = ("auto", "none", "residual")
@@ -33,9 +33,8 @@ class InputProjection(nnx.Module):
 
     def rescale_input_fan_in(self, fan_in: int) -> None:
         """LeCun's scale for ``fan_in`` active inputs (see ``Cell.rescale_input_fan_in``)."""
-        if fan_in < 1:
-            raise ValueError(f"fan_in must be >= 1, got {fan_in}")
-        self.linear.kernel[...] = self.linear.kernel[...] * (self.in_features / fan_in) ** 0.5
+        scale = fan_in_rescale(self.in_features, fan_in)
+        self.linear.kernel[...] = self.linear.kernel[...] * scale
 
     def __call__(self, x: Array) -> Array:
         if jnp.issubdtype(x.dtype, jnp.integer):
