@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -65,6 +65,41 @@ class _Unreadable(Exception):
 
 
 @dataclasses.dataclass
+class BestStep:
+    """Orbax preservation policy: keep the one step whose ``metric`` is best by ``mode``
+    ("min" or "max"), ties going to the earlier step; steps without a finite value for the
+    metric are never "best". (Orbax's ``BestN`` sorts ascending, or descending with
+    ``reverse``, and keeps the *last* n, so the caller has to invert the direction, and its
+    ties go to the later step: one rule, stated here, is easier to get right.)
+
+    Orbax holds the metrics of the steps saved by this process only (it writes them to disk
+    only with its own ``best_fn``), so ``saved(step)`` supplies those of earlier runs: without
+    it a resumed run would drop the best step from before the restart at its first save."""
+
+    metric: str
+    mode: str = "min"
+    saved: Callable[[int], dict[str, Any]] | None = None
+
+    def best_index(self, checkpoints: Sequence[Any]) -> int | None:
+        best: tuple[float, int] | None = None
+        for i, info in enumerate(checkpoints):
+            metrics = info.metrics
+            if metrics is None and self.saved is not None:
+                metrics = self.saved(info.step)
+            value = (metrics or {}).get(self.metric)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            key = (value if self.mode == "min" else -value, info.step)
+            if best is None or key < (best[0], checkpoints[best[1]].step):
+                best = (key[0], i)
+        return None if best is None else best[1]
+
+    def should_preserve(self, checkpoints: Sequence[Any], *, context: Any = None) -> list[bool]:
+        keep = self.best_index(checkpoints)
+        return [i == keep for i in range(len(checkpoints))]
+
+
+@dataclasses.dataclass
 class Restored:
     step: int
     meta: dict[str, Any]
@@ -92,19 +127,8 @@ class Checkpointer:
         self._pending: int | None = None  # the step an async save may still be writing
         self._failed = False
         _quiet_orbax()
-        get_metric = lambda m: float(
-            m.get(best_metric, float("inf") if best_mode == "min" else float("-inf"))
-        )
         policy = cm.AnyPreservationPolicy(
-            [
-                cm.LatestN(n=max(1, int(keep))),
-                cm.BestN(
-                    get_metric_fn=get_metric,
-                    reverse=best_mode == "max",
-                    n=1,
-                    keep_checkpoints_without_metrics=False,
-                ),
-            ]
+            [cm.LatestN(n=max(1, int(keep))), BestStep(best_metric, best_mode, self._saved_metrics)]
         )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
@@ -141,6 +165,14 @@ class Checkpointer:
         return [s for _, s in sorted(scored)]
 
     # -- reading ---------------------------------------------------------------------------
+    def _saved_metrics(self, step: int) -> dict[str, Any]:
+        """The eval metrics in a step's metadata ({} where it does not read)."""
+        try:
+            metrics = self.read_meta(step).get("metrics")
+        except _Unreadable:
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
+
     def read_meta(self, step: int) -> dict[str, Any]:
         """The step's metadata; _Unreadable (noted in ``unreadable``) if it does not read."""
         if step not in self._metas:
