@@ -34,6 +34,7 @@ from absl import flags
 
 from seqlab.errors import UsageError
 from seqlab_bench.compile_time import bench_compile
+from seqlab_bench.flops import achieved, matmul_peak
 from seqlab_bench.generate import bench_generate
 from seqlab_bench.hardware import load_avg, set_threads
 from seqlab_bench.linear_scan import bench_linear
@@ -193,7 +194,14 @@ def show(table: str) -> None:
 
 
 def run_speed(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
-    """``--mode speed``: one table per cell."""
+    """``--mode speed``: the cores' matmul peak, then one table per cell, each row with its
+    achieved GFLOP/s and fraction of that peak."""
+    peak = report["peak"] = matmul_peak()
+    print(
+        f"# matmul peak on these threads: {peak['gflops_per_s']:.1f} GFLOP/s "
+        f"({peak['n']}x{peak['n']} float32, XLA)",
+        flush=True,
+    )
     for cell in names(fv.cells):
         rows = bench_speed(
             cell,
@@ -207,6 +215,7 @@ def run_speed(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> Non
             remat=fv.remat,
             modes=names(fv.passes),
         )
+        rows = [{**r, **achieved(r, peak["gflops_per_s"])} for r in rows]
         report["results"] += rows
         show(speed_table(rows))
 

@@ -45,6 +45,11 @@ SPEED: list[Column] = [
     ("us/step", key("us_per_step", ".0f")),
     ("x torch (wall)", key("ratio_torch", ".2f")),
     ("x torch (cpu)", key("ratio_torch_cpu", ".2f")),
+    ("GFLOP/s", key("gflops_per_s", ".1f")),
+    (
+        "% peak",
+        lambda r: fmt(None if r.get("peak_fraction") is None else 100 * r["peak_fraction"], ".0f"),
+    ),
     ("first call s", key("first_call_s", ".2f")),
     ("peak RSS MiB", key("peak_rss_mib", ".0f")),
     ("XLA temp MiB", key("xla_temp_mib", ".0f")),

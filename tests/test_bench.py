@@ -151,6 +151,8 @@ def test_cli_end_to_end_writes_the_documented_json(tmp_path, capsys) -> None:
         assert r["tokens_per_s"] == pytest.approx(32 * 5 / np.median(r["times_s"]))
         if r["peer"] == "torch":
             assert r["ratio_torch"] == pytest.approx(1.0)
+        assert r["gflops_per_s"] > 0 and r["peak_fraction"] > 0
+    assert report["peak"]["gflops_per_s"] > 0 and "% peak" in out
 
 
 def test_cli_rejects_unknown_names(capsys) -> None:
