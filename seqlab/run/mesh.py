@@ -8,6 +8,7 @@ which is what small recurrent models want). Each host feeds only its own rows of
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -16,29 +17,75 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from seqlab.errors import ConfigError
 
+#: what srun sets for each task and JAX's SLURM detection reads
+SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_STEP_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+)
 
-def maybe_initialize() -> None:
-    """Calls ``jax.distributed.initialize`` when launched as one of several processes.
 
-    Explicit settings (``launch/local.sh`` sets them): SEQLAB_COORDINATOR=host:port,
-    SEQLAB_NUM_PROCESSES, SEQLAB_PROCESS_ID. Otherwise JAX's own cluster detection covers
-    SLURM (more than one task) and Cloud TPU pod slices.
+def tpu_chips() -> int:
+    """TPU chips attached to this host over PCI (JAX's own probe; 0 off Cloud TPU)."""
+    try:
+        from jax._src.hardware_utils import num_available_tpu_chips_and_device_id
+
+        return int(num_available_tpu_chips_and_device_id()[0])
+    except Exception:  # a private helper: a JAX without it means "no TPU seen"
+        return 0
+
+
+def init_plan(env: Mapping[str, str], chips: int = 0) -> tuple[str, dict[str, Any]] | None:
+    """How this process joins a multi-process run: (environment, ``jax.distributed.initialize``
+    keyword arguments), or None for a single process. ``env``: the environment it sees;
+    ``chips``: TPU chips attached (``tpu_chips()``).
+
+    - ``SEQLAB_COORDINATOR`` (launch/local.sh): explicit coordinator, count and id;
+    - ``SEQLAB_DISTRIBUTED=1`` / ``0``: always / never call it with no arguments;
+    - SLURM with more than one task (one per GPU, or CPU tasks): no arguments, JAX reads
+      SLURM's variables and gives each process ``local_device_ids=[SLURM_LOCALID]``;
+    - GKE TPU (``TPU_WORKER_HOSTNAMES`` / ``TPU_PROCESS_ADDRESSES``): no arguments;
+    - a Cloud TPU VM (TPU chips on PCI), single host or pod slice: no arguments, JAX finds
+      its peers through the metadata server (JAX's multi-process guide: every process calls
+      it on Cloud TPU);
+    - anything else (a laptop, one GPU box): None.
     """
+    if env.get("SEQLAB_COORDINATOR"):
+        return "explicit", {
+            "coordinator_address": env["SEQLAB_COORDINATOR"],
+            "num_processes": int(env["SEQLAB_NUM_PROCESSES"]),
+            "process_id": int(env["SEQLAB_PROCESS_ID"]),
+        }
+    forced = env.get("SEQLAB_DISTRIBUTED", "").strip()
+    if forced in ("0", "1"):
+        return ("forced", {}) if forced == "1" else None
+    if all(env.get(k) for k in SLURM_VARS) and int(env["SLURM_NTASKS"]) > 1:
+        return "slurm", {}
+    if env.get("TPU_WORKER_HOSTNAMES") or env.get("TPU_PROCESS_ADDRESSES"):
+        return "gke-tpu", {}
+    if chips > 0:
+        return "tpu-vm", {}
+    return None
+
+
+def maybe_initialize() -> str | None:
+    """Calls ``jax.distributed.initialize`` as ``init_plan`` decides for this process's
+    environment; returns the environment's name (None: a single process)."""
     if getattr(maybe_initialize, "_done", False):
-        return
-    coord = os.environ.get("SEQLAB_COORDINATOR")
-    if coord:
-        # CPU processes need a collectives backend; it does not affect GPU/TPU runs (and
-        # asking which backend is in use would start it before initialize may run).
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            coordinator_address=coord,
-            num_processes=int(os.environ["SEQLAB_NUM_PROCESSES"]),
-            process_id=int(os.environ["SEQLAB_PROCESS_ID"]),
-        )
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES"):
-        jax.distributed.initialize()
+        return getattr(maybe_initialize, "_kind", None)
+    plan = init_plan(os.environ, tpu_chips())
+    if plan is not None:
+        kind, kwargs = plan
+        if kind in ("explicit", "slurm", "forced"):
+            # CPU processes need a collectives backend; it does not affect GPU/TPU runs (and
+            # asking which backend is in use would start it before initialize may run).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(**kwargs)
+        maybe_initialize._kind = kind
     maybe_initialize._done = True
+    return plan[0] if plan else None
 
 
 class DataMesh:
