@@ -71,6 +71,7 @@ def smnist_config(**task):
     c = task_config("smnist")
     c.data.batch_size = 8
     c.task.eval_batch_size = 16
+    c.task.val_size = 8  # of the fixture's 40 train rows
     for k, v in task.items():
         c.task[k] = v
     c.data.seq_len = 784 // c.task.pixels_per_step
@@ -82,7 +83,8 @@ def test_mnist1d_is_the_standard_split_and_deterministic():
     c = task_config("mnist1d")
     c.data.seq_len, c.data.batch_size = 40, 32
     task = make_task(c)
-    assert task.x_train.shape == (4000, 40) and task.x_test.shape == (1000, 40)
+    assert task.x_train.shape == (3600, 40) and task.x_val.shape == (400, 40)
+    assert task.x_test.shape == (1000, 40)
     assert sorted(set(task.y_train.tolist())) == list(range(10))
     assert np.bincount(task.y_test).min() > 70  # every class, roughly balanced
     b = task.train_batch(5)
@@ -95,9 +97,8 @@ def test_mnist1d_is_the_standard_split_and_deterministic():
     assert task.spec.num_features == 1 and task.spec.num_outputs == 10
     assert task.baselines()["accuracy"] == 0.1
     fresh = mnist1d_arrays.__wrapped__(42)  # generated again, not the in-memory copy
-    for got, want in zip(
-        fresh, (task.x_train, task.y_train, task.x_test, task.y_test), strict=True
-    ):
+    train = (np.concatenate([task.x_train, task.x_val]), np.concatenate([task.y_train, task.y_val]))
+    for got, want in zip(fresh, (*train, task.x_test, task.y_test), strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -133,12 +134,30 @@ def test_batches_split_by_process_and_eval_is_weighted():
         whole, parts = get(one), [get(h) for h in halves]
         for k in whole:
             np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
-    ev = one.eval_batches()
-    assert len(ev) == 4 and sum(b["weight"].sum() for b in ev) == 1000  # 100 padded rows
+    ev = one.eval_batches()  # validation: the last 400 train rows
+    assert len(ev) == 2 and sum(b["weight"].sum() for b in ev) == 400  # 200 padded rows
+    test = one.test_batches()
+    assert len(test) == 4 and sum(b["weight"].sum() for b in test) == 1000  # 100 padded rows
     bias = np.zeros(10, np.float32)
     bias[3] = 5.0
     m = evaluate(one, lambda x, **kw: (np.broadcast_to(bias, (x.shape[0], 10)), {}))
-    assert m["accuracy"] == pytest.approx(np.mean(one.y_test == 3), abs=1e-6)
+    assert m["accuracy"] == pytest.approx(np.mean(one.y_val == 3), abs=1e-6)
+
+
+def test_validation_is_carved_from_train_and_never_trained_on():
+    c = task_config("mnist1d")
+    c.data.seq_len, c.data.batch_size = 40, 100
+    task = make_task(c)
+    x, y, x_test, _ = mnist1d_arrays(42)
+    np.testing.assert_array_equal(task.eval_batches()[0]["inputs"][:, :, 0], x[3600:3700])
+    seen = np.concatenate([epoch_rows(0, s, 100, 3600) for s in range(36)])  # one epoch
+    assert seen.max() < 3600 and len(np.unique(seen)) == 3600  # train rows only
+    np.testing.assert_array_equal(task.test_batches()[0]["inputs"][:, :100, 0], x_test[:100])
+    c.task.val_size = 0  # the old behaviour: evals score the test split
+    np.testing.assert_array_equal(make_task(c).eval_batches()[0]["inputs"][:, :, 0], x_test[:100])
+    c.task.val_size = 4000
+    with pytest.raises(DataError, match=r"task.val_size=4000 must be in \[0, 4000\)"):
+        make_task(c)
 
 
 def test_epoch_rows_visit_every_example_once_per_epoch():
@@ -195,15 +214,15 @@ def test_smnist_reads_pixels_in_order_rows_or_permuted(mnist_dir):
     images, labels = data["t10k"]
     flat = images.reshape(len(images), 784).astype(np.float32) / 255.0
     task = make_task(smnist_config())
-    assert len(task.y_train) == 40 and len(task.y_test) == 24  # the split sizes
-    ev = task.eval_batches()
+    assert len(task.y_train) == 32 and len(task.y_val) == 8 and len(task.y_test) == 24
+    ev = task.test_batches()
     assert ev[0]["inputs"].shape == (16, 784, 1) and ev[0]["inputs"].min() >= 0
     np.testing.assert_allclose(ev[0]["inputs"][:, :, 0], flat[:16])
     np.testing.assert_array_equal(ev[0]["labels"], labels[:16])
     assert ev[1]["weight"].sum() == 8  # 24 = 16 + 8 real rows
-    rows = make_task(smnist_config(pixels_per_step=28)).eval_batches()[0]["inputs"]
+    rows = make_task(smnist_config(pixels_per_step=28)).test_batches()[0]["inputs"]
     np.testing.assert_allclose(rows, images[:16].astype(np.float32) / 255.0)
-    perm = make_task(smnist_config(permute=True, permute_seed=3)).eval_batches()[0]["inputs"]
+    perm = make_task(smnist_config(permute=True, permute_seed=3)).test_batches()[0]["inputs"]
     np.testing.assert_allclose(perm[:, :, 0], flat[:16][:, permutation(3)])
     tb = task.train_batch(2)
     assert tb["inputs"].shape == (8, 784, 1) and tb["inputs"].max() <= 1.0
@@ -258,9 +277,9 @@ def test_mnist_download_is_verified_then_cached(mnist_dir, tmp_path, monkeypatch
 
 
 # -- end to end ----------------------------------------------------------------------------
-def _train(wd: str, config: str) -> dict:
+def _train(wd: str, config: str, *extra: str) -> dict:
     """Trains ``config`` for 4 steps; its saved config."""
-    argv = ["train", "--config", os.path.join(ROOT, "configs", config), "--workdir", wd]
+    argv = ["train", "--config", os.path.join(ROOT, "configs", config), "--workdir", wd, *extra]
     assert main([*argv, "--config.train.num_steps=4", "--config.train.eval_every=4"]) == 0
     evals = [r for r in read_metrics(os.path.join(wd, "metrics.jsonl")) if "eval/loss" in r]
     assert evals and all(math.isfinite(r["eval/loss"]) for r in evals)
@@ -271,13 +290,18 @@ def _train(wd: str, config: str) -> dict:
 
 @pytest.mark.slow
 def test_mnist1d_runlocal_end_to_end(tmp_path):
-    assert _train(str(tmp_path / "run"), "mnist1d.py:runlocal")["task"]["data_seed"] == 42
+    wd = str(tmp_path / "run")
+    assert _train(wd, "mnist1d.py:runlocal")["task"]["data_seed"] == 42
+    with open(os.path.join(wd, "results.json")) as f:  # test scored once, at the end
+        results = json.load(f)
+    assert 0 <= results["test/accuracy"] <= 1 and results["test/step"] == 4
+    assert os.path.exists(os.path.join(wd, "eval_test.json"))
 
 
 @pytest.mark.slow
 def test_smnist_permuted_runlocal_end_to_end(tmp_path, capsys, mnist_dir):
     wd = str(tmp_path / "run")
-    saved = _train(wd, "smnist.py:runlocal,permuted")
+    saved = _train(wd, "smnist.py:runlocal,permuted", "--config.task.val_size=8")
     assert saved["task"]["permute"] is True and saved["task"]["permute_seed"] == 0
     capsys.readouterr()
     assert main(["eval", "--workdir", wd, "--split", "test"]) == 0  # the whole test split

@@ -12,9 +12,16 @@ Both are many-to-one over a fixed train / test split of labelled arrays (chance 
   ``task.permute_seed``. The four idx files come through ``corpora.fetch`` (sha256-checked,
   cached in the data dir, downloaded once).
 
-Training batches visit the train split once per epoch in an order shuffled per (seed,
-epoch), so batch ``step`` is a pure function of (seed, step). Eval reads the test split in
-order (the papers report test accuracy); its last batch is padded with rows of weight 0.
+Validation is carved from the end of the train split (``task.val_size`` rows: MNIST's
+customary 55k/5k; 400 of MNIST-1D's 4000, i.e. 10%) and is what every eval during training
+scores, so the best checkpoint (and any tuning on top of it) is chosen without the test
+split; the test split is scored once at the end (``test_batches``, ``seqlab train`` writes
+it to results.json as ``test/...``). ``task.val_size=0`` restores the old behaviour (eval on
+test) for comparisons with numbers measured before the split.
+
+Training batches visit the (remaining) train rows once per epoch in an order shuffled per
+(seed, epoch), so batch ``step`` is a pure function of (seed, step). Eval batches are read
+in order; the last one is padded with rows of weight 0.
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ class DigitsTask(Task):
 
     best_metric = "eval/accuracy"
     best_mode = "max"
+    #: ``seqlab train`` scores the test split once at the end (the evals use validation)
+    test_at_end = True
     KEYS = {
-        "task.eval_batches": (0, "test batches scored at each eval (0 = the whole test split)"),
+        "task.eval_batches": (0, "batches scored at each eval (0 = the whole validation split)"),
         "task.eval_batch_size": (0, "rows per eval batch (0 = data.batch_size)"),
     }
 
@@ -73,7 +82,11 @@ class DigitsTask(Task):
                 f"eval batch size {self.eval_batch_size} is not divisible by the "
                 f"{process_count} processes"
             )
-        self.x_train, self.y_train, self.x_test, self.y_test = self.arrays()
+        x_train, y_train, self.x_test, self.y_test = self.arrays()
+        self.val_size = val_rows(int(config.task.val_size), len(y_train), self.name)
+        cut = len(y_train) - self.val_size
+        self.x_train, self.y_train = x_train[:cut], y_train[:cut]
+        self.x_val, self.y_val = x_train[cut:], y_train[cut:]
         self._eval: list[Batch] | None = None
 
     def shape(self) -> tuple[int, int]:
@@ -105,13 +118,20 @@ class DigitsTask(Task):
         return self._batch(self.x_train[rows], self.y_train[rows], np.ones(len(rows), np.float32))
 
     def eval_batches(self) -> Sequence[Batch]:
+        """The validation split (the test split when ``task.val_size`` is 0)."""
         if self._eval is None:
-            self._eval = self.test_batches(self.max_eval_batches)
+            if self.val_size:
+                self._eval = self._ordered(self.x_val, self.y_val, self.max_eval_batches)
+            else:
+                self._eval = self.test_batches(self.max_eval_batches)
         return self._eval
 
     def test_batches(self, max_batches: int = 0) -> list[Batch]:
         """The test split in order, ``eval_batch_size`` rows a batch (the last one padded)."""
-        n, size = len(self.y_test), self.eval_batch_size
+        return self._ordered(self.x_test, self.y_test, max_batches)
+
+    def _ordered(self, x: np.ndarray, y: np.ndarray, max_batches: int) -> list[Batch]:
+        n, size = len(y), self.eval_batch_size
         count = math.ceil(n / size)
         count = min(count, max_batches) if max_batches > 0 else count
         local = size // self.process_count
@@ -120,7 +140,7 @@ class DigitsTask(Task):
             idx = b * size + self.process_index * local + np.arange(local)
             weight = (idx < n).astype(np.float32)
             idx = np.where(idx < n, idx, 0)
-            out.append(self._batch(self.x_test[idx], self.y_test[idx], weight))
+            out.append(self._batch(x[idx], y[idx], weight))
         return out
 
     def _batch(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> Batch:
@@ -146,6 +166,10 @@ class MNIST1DTask(DigitsTask):
 
     name = "mnist1d"
     KEYS = {
+        "task.val_size": (
+            400,
+            "train rows held out for validation (10%; 0 = eval on test)",
+        ),
         "task.data_seed": (42, "mnist1d's generator seed (42 = the standard MNIST-1D set)"),
     }
 
@@ -161,6 +185,7 @@ class SequentialMNISTTask(DigitsTask):
 
     name = "smnist"
     KEYS = {
+        "task.val_size": (5000, "train rows held out for validation (55k/5k; 0 = eval on test)"),
         "task.permute": (False, "read the pixels in a fixed random order (permuted MNIST)"),
         "task.permute_seed": (0, "the permutation's seed (saved with the run's config)"),
         "task.pixels_per_step": (1, "pixels read per step: 1 = 784 steps, 28 = row by row"),
@@ -192,6 +217,16 @@ class SequentialMNISTTask(DigitsTask):
 
 
 # -- data ----------------------------------------------------------------------------------
+def val_rows(val_size: int, n_train: int, name: str) -> int:
+    """``task.val_size`` checked against the ``n_train`` rows it is carved from."""
+    if not 0 <= val_size < n_train:
+        raise DataError(
+            f"task.val_size={val_size} must be in [0, {n_train}) for {name}'s {n_train} train "
+            "rows (0 = no validation split: evals score the test split)"
+        )
+    return val_size
+
+
 @functools.lru_cache(maxsize=4)
 def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     order = rng_for(seed, epoch, 0, stream=TRAIN_STREAM).permutation(n)

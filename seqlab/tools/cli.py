@@ -70,6 +70,7 @@ def cmd_train(argv: Sequence[str]) -> int:
 
     from seqlab.run.loop import train_and_evaluate
     from seqlab.run.mesh import maybe_initialize
+    from seqlab.tools.final_test import final_test, wants_test
     from seqlab.tools.summary import ResumePoint, summary
 
     maybe_initialize()
@@ -77,6 +78,9 @@ def cmd_train(argv: Sequence[str]) -> int:
     resumed = ResumePoint(workdir)  # lists the step folders before the run
     t0 = time.perf_counter()
     metrics = train_and_evaluate(fv.config, workdir, on_eval=_inspect_at_eval)
+    if jax.process_index() == 0 and wants_test(fv.config):  # fixed splits: test once, at the end
+        test = final_test(workdir)
+        metrics = {**metrics, **{k: v for k, v in test.items() if k.startswith("test/")}}
     if jax.process_index() == 0:  # the final metrics are also in WORKDIR/results.json
         wall = time.perf_counter() - t0
         print(summary(workdir, fv.config, metrics, start=resumed.step(), wall_s=wall))
