@@ -74,6 +74,11 @@ def base_config() -> ConfigDict:
     # Pre-norm residual blocks (norm -> recurrence -> out -> + x): auto = for linear cells
     # only | none | residual (any cell). out: linear | glu; mlp: add an MLP sub-block.
     c.model.block = "auto"
+    # attention, slstm, mlstm, (gated_)deltanet: heads of hidden_size / heads units
+    c.model.num_heads = 4
+    # attention: the positions a query sees (itself included) and the key/value cache's size;
+    # set it to the trained context (data.seq_len). Longer generations slide this window.
+    c.model.window = 256
     c.model.block_out = "linear"
     c.model.block_mlp = False
 

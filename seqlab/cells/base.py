@@ -102,6 +102,10 @@ class Cell(nnx.Module):
     """
 
     num_gates: int = 1
+    #: what the cell offers as a sequence mixer (vocabulary: the ``seqlab.cells`` doc)
+    PROVIDES = frozenset({"sequence", "step", "state"})
+    #: the block ``model.block=auto`` gives it: bare layers for the nonlinear cells
+    DEFAULT_BLOCK = "none"
     #: what ``init="default"`` means for this cell (the IRNN's default is its identity init)
     default_init: str = "default"
 

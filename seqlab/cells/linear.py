@@ -27,6 +27,8 @@ class LinearCell(Cell):
     #: a_t > 0 and b_t > 0 always: ``log_coefficients`` exists and the parallel engine may
     #: combine in log space
     log_space: bool = False
+    PROVIDES = frozenset({"sequence", "step", "state", "parallel"})
+    DEFAULT_BLOCK = "residual"
 
     def init_params(self, rngs: nnx.Rngs, **options: Any) -> None:
         """The input projection (LeCun normal, zero bias) and the recurrence's own

@@ -1,4 +1,5 @@
-"""The pre-norm residual block linear recurrences are used in (LRU, Griffin, minGRU papers):
+"""The pre-norm residual block linear recurrences and attention are used in (LRU, Griffin,
+minGRU papers; with attention as ``rec`` and the MLP, a pre-norm Transformer block):
 
     y = x + out(rec(norm(x)))            out: a linear map, or a GLU (a * sigmoid(g))
     y = y + mlp(norm2(y))                optional: Linear(H, 4H) -> GELU -> Linear(4H, H)
@@ -45,6 +46,14 @@ class InputProjection(nnx.Module):
         return self.linear(x)
 
 
+def layer_provides(layer: Any) -> frozenset[str]:
+    """What a built layer's mixer offers (``seqlab.cells`` doc): a layer mixer's or a block's
+    own ``PROVIDES``, a recurrent layer's cell's (a bidirectional pair: its forward one's)."""
+    layer = getattr(layer, "forward", layer)
+    own = getattr(layer, "PROVIDES", None)
+    return frozenset(own if own is not None else layer.cell.PROVIDES)
+
+
 class ResidualBlock(nnx.Module):
     """norm -> recurrent layer -> output map -> residual (+ optional MLP sub-block)."""
 
@@ -53,6 +62,7 @@ class ResidualBlock(nnx.Module):
             raise ValueError(f"unknown block output {out!r}; choose one of {BLOCK_OUTS}")
         h = layer.output_size
         kw = {"param_dtype": param_dtype, "rngs": rngs}
+        mlp = mlp or getattr(layer, "BLOCK_MLP", False)  # a Transformer block has its MLP
         self.layer = layer
         self.norm = nnx.LayerNorm(h, **kw)
         self.out_kind = out
@@ -67,6 +77,10 @@ class ResidualBlock(nnx.Module):
     @property
     def cell(self) -> Cell:
         return self.layer.cell
+
+    @property
+    def PROVIDES(self) -> frozenset[str]:  # noqa: N802 (the registry's attribute name)
+        return layer_provides(self.layer)
 
     @property
     def output_size(self) -> int:

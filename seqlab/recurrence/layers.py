@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqlab.cells import CELLS, Carry, Cell, make_cell
+from seqlab.cells import CELLS, MIXERS, Carry, Cell, default_block, make_cell, make_mixer
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
@@ -224,6 +224,8 @@ def resolve_block(block: str, cell: str) -> str:
         raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
     if block != "auto":
         return block
+    if cell in MIXERS:  # a layer mixer says which block it runs in
+        return default_block(cell)
     linear = cell in CELLS and issubclass(CELLS[cell][0], LinearCell)  # (make_cell names
     return "residual" if linear else "none"  # an unknown cell)
 
@@ -288,8 +290,16 @@ class RNNStack(nnx.Module):
                 c.rescale_input_fan_in(input_fan_in)
             return c
 
+        if cell in MIXERS and not residual:
+            raise ValueError(f"{cell!r} runs in residual blocks; use block='auto' or 'residual'")
+
+        def new_layer(first: bool) -> nnx.Module:  # a layer mixer, or a cell run over time
+            if cell in MIXERS:
+                return make_mixer(cell, size, hidden_size, rngs=rngs, **kw)
+            return Recurrent(new_cell(first), **opts)
+
         for i in range(num_layers):
-            fwd = Recurrent(new_cell(i == 0), **opts)
+            fwd = new_layer(i == 0)
             if self.block == "residual":
                 fwd = ResidualBlock(fwd, out=block_out, mlp=block_mlp, param_dtype=dtype, rngs=rngs)
             if bidirectional:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from seqlab.cells import ACTIVATIONS, CELLS, INIT_PRESETS, LinearCell
+from seqlab.cells import ACTIVATIONS, CELLS, INIT_PRESETS, MIXERS, LinearCell, mixer_names
 from seqlab.config import DEFAULTS, base_config
 from seqlab.errors import ConfigError
 from seqlab.models.build import CELL_OPTIONS, COMPUTE_DTYPES, PARAM_DTYPES
@@ -47,7 +47,7 @@ def _one_of(key: str, value: Any, names: Any) -> None:
 
 
 def _model(m: ConfigDict) -> None:
-    _one_of("model.cell", m.cell, CELLS)
+    _one_of("model.cell", m.cell, mixer_names())
     _one_of("model.init", m.init, INIT_PRESETS)
     _one_of("model.input_kind", m.input_kind, TOKEN_INPUT_KINDS)
     _one_of("model.embed_init", m.embed_init, EMBED_INITS)
@@ -81,7 +81,9 @@ def _recurrence(m: ConfigDict) -> None:
             m[key],
             f"cell {m.cell!r} has no such option (it applies to {', '.join(cells)})",
         )
-    linear = issubclass(CELLS[m.cell][0], LinearCell)
+    if m.cell in MIXERS:
+        _mixer(m)
+    linear = m.cell in CELLS and issubclass(CELLS[m.cell][0], LinearCell)
     _check(
         not (linear and m.bidirectional and m.readout == "last"),
         "model.readout",
@@ -121,6 +123,31 @@ def _recurrence(m: ConfigDict) -> None:
     )
     _check(0.0 <= m.r_min <= m.r_max < 1.0, "model.r_min", m.r_min, "need 0 <= r_min <= r_max < 1")
     _check(m.max_phase > 0, "model.max_phase", m.max_phase, "must be > 0")
+
+
+def _mixer(m: ConfigDict) -> None:
+    """A layer mixer's keys (attention: heads, window; its own init; residual blocks)."""
+    _check(m.init == "default", "model.init", m.init, f"{m.cell!r} has its own initialization")
+    _check(
+        m.block in ("auto", "residual"),
+        "model.block",
+        m.block,
+        f"{m.cell!r} runs in residual blocks: use model.block=auto or residual",
+    )
+    heads = m.num_heads
+    ok = isinstance(heads, int) and heads >= 1 and m.hidden_size % heads == 0
+    _check(
+        ok and (m.hidden_size // heads) % 2 == 0,
+        "model.num_heads",
+        heads,
+        f"must divide model.hidden_size={m.hidden_size} into an even head width (rotary)",
+    )
+    _check(
+        isinstance(m.window, int) and m.window >= 1,
+        "model.window",
+        m.window,
+        "must be an integer >= 1 (the trained context, data.seq_len, is the usual choice)",
+    )
 
 
 def _optim(o: ConfigDict) -> None:
