@@ -28,9 +28,7 @@ done
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
 status=0
 for pid in "${pids[@]}"; do
-  if ! wait "$pid"; then
-    code=$?
-    [[ $status -eq 0 ]] && status=$code
-  fi
+  # `if ! wait` would read the negation's status (always 0): take wait's own
+  wait "$pid" || { code=$?; [[ $status -eq 0 ]] && status=$code; }
 done
 exit $status
