@@ -10,7 +10,6 @@ from a checkpoint continues exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -22,6 +21,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from seqlab.errors import RunError, TrainingError
+from seqlab.run import records
 from seqlab.run.checkpoint import Checkpointer
 from seqlab.run.evaluate import Evaluator, add_metrics
 from seqlab.run.memory import check_config, out_of_memory
@@ -135,8 +135,6 @@ def _train_and_evaluate(
     if finished:  # run again once finished: its results stand, nothing is rewritten
         ckpt.close()
         return saved_metrics
-    if pi == 0:
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
     writer = make_writer(
         config, workdir, resume_step=start if latest is not None else None, process_index=pi
     )
@@ -150,9 +148,10 @@ def _train_and_evaluate(
         progress.write(f"resumed from {workdir} at step {start}")
     prober = Prober(mdef, task, dmesh.put_local_batch) if config.probe.every > 0 else None
     probe_path = os.path.join(workdir, "probe.json")
-    if prober is not None and os.path.exists(probe_path) and latest is not None:
-        with open(probe_path) as f:
-            prober.results = json.load(f)
+    if prober is not None and latest is not None:  # damaged: set aside, probed anew
+        prober.results = records.read_json(probe_path, set_aside=pi == 0) or {}
+    if pi == 0:  # after every file read back was checked: a refusal leaves it as it was
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
     def probe(step: int) -> None:
         if prober is not None and (step == 0 or step % config.probe.every == 0):

@@ -153,11 +153,21 @@ def write_failed(what: str, reason: str, workdir: str, failed_step: int | None =
 
 
 class WorkdirLock:
-    """``WORKDIR/.lock``: an flock on a file naming its holder (pid, host, start time)."""
+    """``WORKDIR/.lock``: an flock on a file naming its holder (command, pid, host, start
+    time). ``command``: what holds it, ``seqlab train`` or ``seqlab sweep`` (a sweep's
+    directory has the same one-process rule as a workdir)."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, command: str = "seqlab train"):
         self.workdir, self.path = workdir, os.path.join(workdir, LOCK)
+        self.command = command
         self.fd: int | None = None
+
+    def __enter__(self) -> WorkdirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def acquire(self) -> None:
         while True:
@@ -173,11 +183,17 @@ class WorkdirLock:
         previous = _holder(fd)
         if previous:
             log.warning(
-                "%s: the seqlab train that held it (%s) is no longer running; taking over its lock",
+                "%s: the %s that held it (%s) is no longer running; taking over its lock",
                 self.workdir,
+                previous.get("command", "seqlab train"),
                 _describe(previous),
             )
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.ctime()}
+        me = {
+            "command": self.command,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.ctime(),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         self.fd = fd
@@ -192,8 +208,9 @@ class WorkdirLock:
             holder = _holder(fd)
             if not _alive(holder):
                 return
+        what = holder.get("command", "seqlab train")
         raise RunError(
-            f"{self.workdir} is in use by another seqlab train ({_describe(holder)}); wait "
+            f"{self.workdir} is in use by another {what} ({_describe(holder)}); wait "
             f"for it to finish or stop it, or use another --workdir"
         )
 
@@ -204,6 +221,40 @@ class WorkdirLock:
             os.unlink(self.path)  # before the flock goes: see acquire's _same_file
         os.close(self.fd)
         self.fd = None
+
+
+def lock_holder(workdir: str) -> dict | None:
+    """Who holds ``workdir``'s lock now (its recorded holder, ``{}`` when it wrote nothing
+    yet), or None when no live process does: a lock file a killed process left is not held.
+    Read-only: it never takes the lock, so it cannot get in a starting run's way."""
+    path = os.path.join(workdir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        holder, inode = _holder(fd), os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+    held = _flocked(inode)
+    if held is None:  # no /proc/locks: the recorded pid has to do
+        held = _alive(holder)
+    return holder if held else None
+
+
+def _flocked(inode: int) -> bool | None:
+    """Whether some process holds an flock on the file with this inode (Linux's
+    /proc/locks); None when that cannot be told."""
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return True
+    return False
 
 
 def _holder(fd: int) -> dict:

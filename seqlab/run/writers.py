@@ -7,28 +7,50 @@ on every step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from ml_collections import ConfigDict
 
 from seqlab.errors import ConfigError
+from seqlab.run import records
 
 
 def write_json(path: str, obj: Any, *, indent: int = 2) -> None:
-    """Writes ``obj`` as JSON atomically (a temporary file renamed over ``path``): a reader,
-    or a run killed mid-write, never sees half a file. Every JSON file seqlab writes goes
-    through here."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
+    """Writes ``obj`` as JSON atomically (``atomic_open``): a reader, or a run killed
+    mid-write, never sees half a file. Every JSON file seqlab writes goes through here."""
+    with atomic_open(path) as f:
         json.dump(obj, f, indent=indent, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """A file written whole or not at all: a temporary beside ``path``, renamed over it when
+    the block ends, removed when it raises (an error, Ctrl-C, SIGTERM)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def save_figure(fig: Any, path: str, **kwargs: Any) -> None:
+    """``fig.savefig(path)`` through ``atomic_open``: never half a PNG."""
+    fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format=fmt, **kwargs)
 
 
 def _jsonable(v: Any) -> Any:
@@ -81,29 +103,34 @@ class JsonlWriter(Writer):
 
 
 def _truncate_jsonl(path: str, resume_step: int | None) -> None:
-    """Keeps the rows up to ``resume_step`` (all of them gone for a fresh run)."""
+    """Keeps the rows up to ``resume_step`` (all of them gone for a fresh run). Lines that
+    cannot be used (damaged, edited) are not dropped: they move to ``PATH.skipped``, and one
+    warning line says so."""
     if not os.path.exists(path):
         return
     if resume_step is None:
         os.remove(path)
         return
-    keep = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+    schema = records.SAMPLES if path.endswith("samples.jsonl") else records.METRICS
+    lines = records.scan_jsonl(path, schema)
+    keep = [r for r in lines.rows if r["step"] <= resume_step]
+    if lines.skipped:
+        with open(path + ".skipped", "ab") as f:
+            f.writelines(lines.raw_skipped)
+        records.log.warning("%s; they were moved to %s.skipped", lines.summary(path), path)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in keep)
     os.replace(tmp, path)
 
 
-def read_metrics(path: str) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl; a torn last line (a killed writer) is skipped."""
-    rows = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+def read_metrics(
+    path: str, schema: records.Schema | None = records.METRICS
+) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl (or samples.jsonl, with ``records.SAMPLES``): each line that
+    cannot be used (a torn last line of a killed writer, damaged bytes, a row of the wrong
+    shape) is skipped, and counted in one warning line."""
+    return records.read_jsonl(path, schema)
 
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")

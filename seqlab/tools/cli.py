@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -38,6 +39,9 @@ commands:
           (gradient norm vs distance: the config's sweep, then its report)
   sweep   --config FILE.py[:ARG] --workdir DIR [--parallel N] [--sweep ARG] [--wandb]
           [--config.KEY=VALUE ...]  (applied to every point)
+  tune    --config FILE.py[:ARG] --workdir DIR --trials N [--storage URL] [--parallel K]
+          [--pruner median|halving|none] [--config.KEY=VALUE ...]
+          (an Optuna study over the config's get_search_space(); re-running resumes)
   report  DIR                      (table, CSV and figures of the runs under DIR)
   inspect --workdir DIR [--text FILE | --split val] [--out DIR] [--max_chars N]
           (an HTML page of what the model's units and gates do, plus PNGs)
@@ -328,7 +332,15 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench(argv)
 
 
+def cmd_tune(argv: Sequence[str]) -> int:
+    """``seqlab tune`` (``seqlab.tools.tune_cmd``): an Optuna study of seqlab runs."""
+    from seqlab.tools.tune_cmd import cmd_tune as tune
+
+    return tune(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "tune": cmd_tune,
     "bench": cmd_bench,
     "sweep": cmd_sweep,
     "report": cmd_report,
@@ -355,6 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    stop = Stop.install()
+    try:
+        return _run(name, rest)
+    except (KeyboardInterrupt, Stopped) as e:
+        return stop.said(name, e)
+    finally:
+        stop.uninstall()
+
+
+def _run(name: str, rest: list[str]) -> int:
+    """One command, its errors turned into one line and an exit status."""
     from seqlab.run import PREEMPTED_EXIT_CODE, Preempted
 
     try:
@@ -376,3 +399,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+class Stopped(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt is for SIGINT (a BaseException, so no
+    ``except Exception`` on the way swallows it)."""
+
+
+class Stop:
+    """Ctrl-C (SIGINT) and SIGTERM in any command: the work stops where it is (files are
+    written whole or not at all: ``seqlab.run.writers.atomic_open``) and the command ends
+    with one line and the shell's status for that signal, 128 + its number (130, 143).
+    ``seqlab train`` checkpoints first and exits 75 (``Preempted``); a second signal stops it
+    at once, with this line. A signal the parent process ignores stays ignored."""
+
+    def __init__(self) -> None:
+        self.old: dict[int, Any] = {}
+
+    @classmethod
+    def install(cls) -> Stop:
+        stop = cls()
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                stop.old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_stopped)
+        return stop
+
+    def uninstall(self) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    @staticmethod
+    def said(name: str, e: BaseException) -> int:
+        signum = signal.SIGTERM if isinstance(e, Stopped) else signal.SIGINT
+        what = "SIGTERM" if isinstance(e, Stopped) else "Ctrl-C (SIGINT)"
+        print(
+            f"seqlab {name}: stopped by {what}; no file was left half-written (re-run the "
+            "same command to start again)",
+            file=sys.stderr,
+        )
+        return 128 + int(signum)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise Stopped

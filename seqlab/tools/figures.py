@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from seqlab.run.probe import log10_curve  # noqa: E402
+from seqlab.run.writers import save_figure  # noqa: E402
 
 
 def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
@@ -46,7 +47,7 @@ def grad_vs_distance(results: dict, path: str, layer: str = "layer_0") -> None:
     fig.legend(
         labels.values(), labels.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7
     )  # beside the panels, not over the longest T's curves
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -68,5 +69,5 @@ def grad_heatmap(results: dict, path: str, layer: str = "layer_0") -> None:
         ax.set_ylabel("training step")
         fig.colorbar(im, ax=ax, label="log10 ||dL/dh_t||")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -38,6 +38,8 @@ def parse(
 
     fv = flags.FlagValues()
     full = [f"seqlab {name}", *argv]
+    if with_config and (problem := config_problem(argv)):
+        raise UsageError(problem)
     if with_config:
         config_flags.DEFINE_config_file(
             "config",
@@ -96,7 +98,43 @@ def parse(
     for f in ("workdir",):
         if f in fv and fv[f].value is None:
             raise UsageError(f"--{f} is required")
+    for f in PATH_FLAGS:
+        if f in fv and isinstance(fv[f].value, str) and not fv[f].value.strip():
+            raise UsageError(f"--{f} is empty; give it a path, e.g. --{f}={PATH_FLAGS[f]}")
     return fv
+
+
+#: flags naming a path, which an empty value (``--workdir ''``) cannot be; an example each
+PATH_FLAGS = {"workdir": "runs/mine", "out": "inspect_out", "text": "notes.txt", "json": "out.json"}
+
+
+def config_value(argv: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``argv`` (the last one given), or None."""
+    found = None
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            found = a.split("=", 1)[1]
+        elif a == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+    return found
+
+
+def config_problem(argv: Sequence[str]) -> str | None:
+    """What is wrong with the path in ``--config FILE.py[:ARG]`` before anything loads it
+    (empty, a directory, missing), in one line; None when it names a file."""
+    value = config_value(argv)
+    if value is None:
+        return None
+    path = value.split(":", 1)[0]
+    if not path.strip():
+        return "--config is empty; give a config file, e.g. --config configs/charlm.py"
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.endswith(".py"))[:3]
+        eg = f" (it holds {', '.join(files)})" if files else ""
+        return f"--config {path} is a directory; give a config file in it{eg}"
+    if not os.path.exists(path):
+        return f"--config {path}: no such file; give a config file, e.g. configs/charlm.py"
+    return None
 
 
 def one_line(e: BaseException) -> str:

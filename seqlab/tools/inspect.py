@@ -99,20 +99,20 @@ def split_text(task: Any, split: str, max_chars: int) -> tuple[np.ndarray, np.nd
 def read_samples(workdir: str) -> dict[str, Any]:
     """The text samples the run logged while training (WORKDIR/samples.jsonl, rows
     ``{"step": s, "sample/t=T": text, ...}``), at most ``MAX_SAMPLE_ROWS`` steps."""
-    from seqlab.run.writers import read_metrics
+    from seqlab.run import records
 
     path = os.path.join(workdir, "samples.jsonl")
     if not os.path.exists(path):
         return {"rows": [], "note": "no samples.jsonl in the workdir (no eval step sampled)"}
-    rows = sorted(read_metrics(path), key=lambda r: r.get("step", 0))
+    rows = sorted(records.read_jsonl(path, records.SAMPLES), key=lambda r: r["step"])
     if len(rows) > MAX_SAMPLE_ROWS:
         keep = np.unique(np.linspace(0, len(rows) - 1, MAX_SAMPLE_ROWS).round().astype(int))
         rows = [rows[i] for i in keep]
     out = []
     for r in rows:
         for key, text in r.items():
-            if key.startswith("sample/t=") and isinstance(text, str):
-                out.append({"step": int(r["step"]), "temperature": key[9:], "text": text})
+            if key.startswith("sample/t="):
+                out.append({"step": r["step"], "temperature": key[9:], "text": text})
     return {"rows": out, "note": "" if out else "samples.jsonl holds no samples"}
 
 
@@ -231,6 +231,7 @@ def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str
 
 def write_page(report: dict[str, Any], out: str) -> str:
     """OUT/index.html and OUT/*.png; an unwritable folder is one UsageError line."""
+    from seqlab.run.writers import atomic_open
     from seqlab.tools.inspect_figures import draw_figures
     from seqlab.tools.inspect_page import render
 
@@ -238,7 +239,7 @@ def write_page(report: dict[str, Any], out: str) -> str:
         os.makedirs(out, exist_ok=True)
         report["figures"] = draw_figures(report, out)
         path = os.path.join(out, "index.html")
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_open(path, encoding="utf-8") as f:
             f.write(render(report))
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None

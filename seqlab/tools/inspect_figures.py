@@ -18,8 +18,10 @@ GATE_COLORS = {"input": "C0", "forget": "C2", "output": "C3", "reset": "C1", "up
 
 
 def _save(fig: Any, out: str, name: str) -> str:
+    from seqlab.run.writers import save_figure
+
     fig.tight_layout()
-    fig.savefig(os.path.join(out, name), dpi=100)
+    save_figure(fig, os.path.join(out, name), dpi=100)
     plt.close(fig)
     return name
 

@@ -11,13 +11,13 @@ best checkpoint). When runs hold ``probe.json`` (trained with ``probe.every > 0`
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from typing import Any
 
 from seqlab.errors import DataError, UsageError
-from seqlab.run.writers import read_metrics, write_json
+from seqlab.run import records
+from seqlab.run.writers import atomic_open, save_figure, write_json
 
 
 def best_rule(task_name: str) -> tuple[str, str]:
@@ -38,26 +38,25 @@ def _number(v: Any) -> bool:
 
 
 def _json(path: str) -> Any:
-    """A JSON file's content, or None when it is missing, unreadable or not JSON."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return None
+    """A JSON file's object, or None when it is missing or cannot be used (one warning)."""
+    return records.read_json(path)
 
 
 def _metrics(path: str) -> tuple[list[dict[str, Any]], str]:
-    """(rows, "") of a metrics.jsonl, or ([], why) when none can be read from it."""
+    """(rows, "") of a metrics.jsonl, or ([], why) when none can be read from it. Lines that
+    cannot be used are skipped and counted in one warning line."""
     try:
-        rows = [r for r in read_metrics(path) if isinstance(r, dict) and "step" in r]
-    except UnicodeDecodeError as e:
-        return [], f"metrics.jsonl is not text (byte {e.start} is not UTF-8)"
-    except (OSError, ValueError) as e:
-        return [], f"cannot read metrics.jsonl ({getattr(e, 'strerror', None) or e})"
-    if not rows:
-        empty = os.path.getsize(path) == 0 if os.path.exists(path) else True
-        return [], "metrics.jsonl is empty" if empty else "metrics.jsonl has no readable rows"
-    return rows, ""
+        lines = records.scan_jsonl(path, records.METRICS)
+    except OSError as e:
+        return [], f"cannot read metrics.jsonl ({e.strerror or e})"
+    if lines.skipped:
+        records.log.warning(lines.summary(path))
+    if not lines.rows:
+        if not lines.skipped:
+            return [], "metrics.jsonl is empty"
+        why = ", ".join(f"{n} {r}" for r, n in lines.skipped.most_common())
+        return [], f"metrics.jsonl has no usable rows ({why})"
+    return lines.rows, ""
 
 
 def collect(root: str) -> list[dict[str, Any]]:
@@ -88,7 +87,7 @@ def _row(root: str, dirpath: str) -> dict[str, Any]:
         "cell": cell_label(section("model")),
         "seq_len": section("data").get("seq_len", 0),
         "seed": config.get("seed", "?"),
-        "state": "unreadable" if why else status.get("state", "done" if evals else "unknown"),
+        "state": "unreadable" if why else run_state(dirpath, status, section("train")),
         "steps": max((r["step"] for r in metrics if _number(r["step"])), default=0),
         "wall_time_s": round(max((r.get("perf/wall_s", 0) for r in train), default=0), 1),
     }
@@ -105,6 +104,26 @@ def _row(root: str, dirpath: str) -> dict[str, Any]:
     if why or "error" in status:
         row["error"] = "; ".join(x for x in (why, status.get("error", "")) if x)
     return row
+
+
+def run_state(dirpath: str, status: dict[str, Any], train: dict[str, Any]) -> str:
+    """``running`` (a live process holds the run's lock), ``failed`` (its sweep attempt
+    failed), ``done`` (results.json at train.num_steps), else ``stopped at step S of N``: S
+    is the newest complete checkpoint, where re-running the same command resumes."""
+    from seqlab.run.checkpoint import complete_steps
+    from seqlab.run.workdir import CHECKPOINTS, lock_holder
+
+    if lock_holder(dirpath) is not None:
+        return "running"
+    if status.get("state") == "failed":
+        return "failed"
+    num_steps = train.get("num_steps")
+    results = records.read_json(os.path.join(dirpath, "results.json"), {"step": int})
+    if results is not None and (not isinstance(num_steps, int) or results["step"] >= num_steps):
+        return "done"
+    steps = complete_steps(os.path.join(dirpath, CHECKPOINTS))
+    at = f"step {steps[-1]}" if steps else "step 0 (no checkpoint yet)"
+    return f"stopped at {at}" + (f" of {num_steps}" if isinstance(num_steps, int) else "")
 
 
 def _fmt(v: Any) -> str:
@@ -151,7 +170,7 @@ def figures(rows: list[dict[str, Any]], root: str, metric: str) -> list[str]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = os.path.join(root, "metric_vs_length.png")
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
         plt.close(fig)
         out.append(path)
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -167,7 +186,7 @@ def figures(rows: list[dict[str, Any]], root: str, metric: str) -> list[str]:
         ax.legend(fontsize=6)
     fig.tight_layout()
     path = os.path.join(root, "loss_curves.png")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return [*out, path]
 
@@ -266,7 +285,7 @@ def probe_report(root: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None
         write_json(os.path.join(root, "probe.json"), results)
     grad_vs_distance(results, os.path.join(root, "grad_vs_distance.png"))
     grad_heatmap(results, os.path.join(root, "grad_heatmap.png"))
-    with open(os.path.join(root, "probe.md"), "w") as f:
+    with atomic_open(os.path.join(root, "probe.md")) as f:
         f.write(probe_table(results))
     return results
 
@@ -287,7 +306,7 @@ def report(root: str, metric: str | None = None) -> str:
 
 def _write(root: str, rows: list[dict[str, Any]], metric: str | None) -> str:
     cols = columns_of(rows)
-    with open(os.path.join(root, "report.csv"), "w", newline="") as f:
+    with atomic_open(os.path.join(root, "report.csv"), newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
@@ -297,7 +316,7 @@ def _write(root: str, rows: list[dict[str, Any]], metric: str | None) -> str:
     if probe is not None:
         md += "\n## Gradient probe (layer 0)\n\n" + probe_table(probe)
         paths += [os.path.join(root, p) for p in ("grad_vs_distance.png", "grad_heatmap.png")]
-    with open(os.path.join(root, "report.md"), "w") as f:
+    with atomic_open(os.path.join(root, "report.md")) as f:
         f.write(
             md
             + "\n"

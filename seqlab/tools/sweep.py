@@ -11,15 +11,19 @@ build them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from seqlab.errors import UsageError
@@ -90,9 +94,11 @@ def point_name(overrides: dict[str, Any]) -> str:
 def load_sweep(config_path: str, arg: str | None) -> list[dict[str, Any]]:
     """The override dicts of ``config_path``'s ``get_sweep(arg)``; whatever goes wrong in
     the file (it raises, exits, yields a non-dict) is one UsageError naming it."""
+    from seqlab.tools.flags import config_problem
+
     path = config_path.split(":", 1)[0]
-    if not os.path.isfile(path):
-        raise UsageError(f"no config file {path}")
+    if problem := config_problem(["--config", config_path]):
+        raise UsageError(problem)
     spec = importlib.util.spec_from_file_location("_seqlab_sweep_config", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -182,12 +188,17 @@ def _shown(p: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items())
 
 
+#: status.json: the state of a point's last attempt (``running``, ``done``, ``stopped``,
+#: ``failed``), its overrides and the command that ran it
+STATUS = {"state": str}
+PREEMPTED = 75  # seqlab train's exit status after a signal: checkpoint saved, resumable
+
+
 def _status(workdir: str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(workdir, "status.json")) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return {}
+    """A point's status.json, or {} (never run, or damaged: one warning, and it runs)."""
+    from seqlab.run import records
+
+    return records.read_json(os.path.join(workdir, "status.json"), STATUS) or {}
 
 
 def _write_status(workdir: str, status: dict[str, Any]) -> None:
@@ -216,6 +227,29 @@ def _command(
     ]
 
 
+def is_finished(status: dict[str, Any], command: Sequence[str]) -> bool:
+    """Whether a point needs no re-run: its last attempt ran to the end (``done``) with the
+    same command (the same flags; a status from before commands were recorded counts). A
+    point left ``running`` (its process killed), ``stopped`` or ``failed`` is never finished:
+    a re-run resumes it from its checkpoint."""
+    if status.get("state") != "done":
+        return False
+    said = status.get("command")
+    return said is None or list(said)[1:] == list(command)[1:]  # any python runs it
+
+
+@dataclass
+class _Attempt:
+    name: str
+    sub: str
+    point: dict[str, Any]
+    command: list[str]
+    proc: subprocess.Popen
+    log: Any
+    offset: int
+    t0: float = field(default_factory=time.time)
+
+
 def run_sweep(
     config: str,
     workdir: str,
@@ -225,67 +259,159 @@ def run_sweep(
     extra: Sequence[str] = (),
     log=print,
 ) -> dict[str, dict[str, Any]]:
-    """Runs every point not yet done; returns {point name: status}."""
+    """Runs every point not yet finished; returns {point name: status}. The sweep holds its
+    directory (``DIR/.lock``, as a workdir is held) until it ends: a second sweep on it stops
+    at once with one line naming the first."""
+    from seqlab.run.workdir import WorkdirLock
+
     points = load_sweep(config, sweep_arg)
     make_sweep_dir(workdir)
-    todo, statuses = [], {}
+    with WorkdirLock(workdir, "seqlab sweep"):
+        return _run_points(config, workdir, points, parallel, extra, log)
+
+
+def _run_points(
+    config: str,
+    workdir: str,
+    points: list[dict[str, Any]],
+    parallel: int,
+    extra: Sequence[str],
+    log,
+) -> dict[str, dict[str, Any]]:
+    from seqlab.run.workdir import lock_holder
+
+    todo, statuses, busy = [], {}, []
     for p in points:
         name = point_name(p)
         sub = os.path.join(workdir, name)
-        st = _status(sub)
-        if st.get("state") == "done":
+        st, cmd = _status(sub), _command(config, sub, p, extra)
+        if is_finished(st, cmd):
             statuses[name] = st
-            continue
-        todo.append((name, sub, p))
+        elif (holder := lock_holder(sub)) is not None:  # a train an earlier sweep left
+            statuses[name] = {**st, "state": "running", "holder": holder}
+            busy.append(name)
+        else:
+            todo.append((name, sub, p, cmd))
     log(
-        f"sweep: {len(points)} points, {len(points) - len(todo)} done, {len(todo)} to run, "
+        f"sweep: {len(points)} points, {len(statuses) - len(busy)} done, {len(todo)} to run, "
         f"{parallel} at a time"
+        + (f"; {', '.join(busy)} still running from an earlier sweep" if busy else "")
     )
-    running: list[tuple[str, str, dict, subprocess.Popen, float, Any]] = []
-    while todo or running:
-        while todo and len(running) < max(1, parallel):
-            name, sub, p = todo.pop(0)
-            os.makedirs(sub, exist_ok=True)
-            _write_status(sub, {"state": "running", "overrides": p})
-            logf = open(os.path.join(sub, "train.log"), "w")  # noqa: SIM115 (closed below)
-            proc = subprocess.Popen(
-                _command(config, sub, p, extra), stdout=logf, stderr=subprocess.STDOUT
-            )
-            running.append((name, sub, p, proc, time.time(), logf))
-        time.sleep(0.2)
-        for item in list(running):
-            name, sub, p, proc, t0, logf = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            logf.close()
-            st = {
-                "overrides": p,
-                "returncode": proc.returncode,
-                "wall_time_s": round(time.time() - t0, 2),
-                "state": "done" if proc.returncode == 0 else "failed",
-            }
-            if proc.returncode != 0:
-                st["error"] = _last_error(os.path.join(sub, "train.log"))
-            _write_status(sub, st)
-            statuses[name] = st
-            log(f"sweep: {name} {st['state']}" + (f": {st['error']}" if "error" in st else ""))
+    running: list[_Attempt] = []
+    try:
+        while todo or running:
+            while todo and len(running) < max(1, parallel):
+                running.append(_start(*todo.pop(0)))
+            time.sleep(0.2)
+            for a in [a for a in running if a.proc.poll() is not None]:
+                running.remove(a)
+                statuses[a.name] = _finish(a)
+                st = statuses[a.name]
+                log(
+                    f"sweep: {a.name} {st['state']}" + (f": {st['error']}" if "error" in st else "")
+                )
+    except BaseException:  # Ctrl-C, SIGTERM: each running point checkpoints and stops
+        _stop(running)
+        raise
     return statuses
+
+
+def _start(name: str, sub: str, p: dict[str, Any], cmd: list[str]) -> _Attempt:
+    """Starts one point's ``seqlab train`` in its own session (a Ctrl-C reaches the sweep,
+    which stops each point once), its output appended to train.log after a header line."""
+    os.makedirs(sub, exist_ok=True)
+    _write_status(sub, {"state": "running", "overrides": p, "command": cmd, "since": time.ctime()})
+    logf = open(os.path.join(sub, "train.log"), "ab")  # noqa: SIM115 (closed in _finish)
+    offset = logf.tell()
+    logf.write(f"=== seqlab sweep, {time.ctime()}: {shlex.join(cmd)}\n".encode())
+    logf.flush()
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    return _Attempt(name, sub, p, cmd, proc, logf, offset)
+
+
+def _finish(a: _Attempt) -> dict[str, Any]:
+    """The status of an attempt that has ended: ``done`` (at train.num_steps), ``stopped``
+    (a signal or train.time_limit_s: a re-run resumes it) or ``failed`` (with its error)."""
+    a.log.close()
+    rc = a.proc.returncode
+    st: dict[str, Any] = {
+        "overrides": a.point,
+        "command": a.command,
+        "returncode": rc,
+        "wall_time_s": round(time.time() - a.t0, 2),
+    }
+    reached = _steps(a.sub)
+    if rc == 0 and reached is not None and reached[0] < reached[1]:
+        st["state"] = "stopped"
+        st["error"] = f"stopped at step {reached[0]} of {reached[1]} (train.time_limit_s)"
+    elif rc == 0:
+        st["state"] = "done"
+    else:
+        st["state"] = "stopped" if rc == PREEMPTED else "failed"
+        st["error"] = _last_error(os.path.join(a.sub, "train.log"), a.offset)
+    _write_status(a.sub, st)
+    return st
+
+
+def _steps(sub: str) -> tuple[int, int] | None:
+    """(the step results.json says the run reached, its train.num_steps) when both read."""
+    from seqlab.run import records
+
+    results = records.read_json(os.path.join(sub, "results.json"), {"step": int})
+    config = records.read_json(os.path.join(sub, "config.json"), {"train": dict})
+    num_steps = (config or {}).get("train", {}).get("num_steps")
+    if results is None or not isinstance(num_steps, int):
+        return None
+    return results["step"], num_steps
+
+
+def _stop(running: list[_Attempt], grace_s: float = 600.0) -> None:
+    """Sends each running point SIGTERM (it checkpoints and exits), waits for them (a second
+    Ctrl-C stops waiting) and records each as stopped."""
+    for a in running:
+        with contextlib.suppress(OSError):
+            a.proc.send_signal(signal.SIGTERM)
+    try:
+        for a in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                a.proc.wait(timeout=grace_s)
+    except BaseException:  # a second signal: stop now
+        for a in running:
+            with contextlib.suppress(OSError):
+                a.proc.send_signal(signal.SIGTERM)
+        raise
+    finally:
+        for a in running:
+            if a.proc.poll() is not None:
+                _finish(a)
+            else:
+                a.log.close()  # still running: its status stays running, its lock held
 
 
 def failed_points(
     config: str, workdir: str, sweep_arg: str | None, parallel: int, extra: list
 ) -> dict[str, dict]:
-    """Runs a sweep's points not yet done; returns the statuses of those that failed."""
+    """Runs a sweep's points not yet done; returns the statuses of those that are not."""
     statuses = run_sweep(config, workdir, sweep_arg=sweep_arg, parallel=parallel, extra=extra)
     return {n: s for n, s in statuses.items() if s.get("state") != "done"}
 
 
 def say_failed(name: str, failed: dict[str, dict]) -> int:
-    """One line: which points failed, and whether re-running alone can help (a crash) or
-    their input must change first (exit status 2: the one-line error in status.json)."""
+    """One line: which points did not finish, and whether re-running alone can help (a crash,
+    a stop) or their input must change first (exit status 2: the one-line error in
+    status.json)."""
     if not failed:
         return 0
+    busy = [n for n, st in failed.items() if st.get("state") == "running"]
+    failed = {n: st for n, st in failed.items() if n not in busy}
+    still = (
+        f"{', '.join(busy)} still running from an earlier sweep (re-run when it ends)"
+        if busy
+        else ""
+    )
+    if not failed:
+        print(f"seqlab {name}: {still}", file=sys.stderr)
+        return 1
     refused = [n for n, st in failed.items() if st.get("returncode") == 2]
     retry = "re-run the same command to retry them"
     if refused:
@@ -296,7 +422,8 @@ def say_failed(name: str, failed: dict[str, dict]) -> int:
         )
     print(
         f"seqlab {name}: {len(failed)} point(s) failed: {', '.join(failed)}; "
-        f"each point's error is in its status.json and train.log; {retry}",
+        f"each point's error is in its status.json and train.log; {retry}"
+        + (f"; {still}" if still else ""),
         file=sys.stderr,
     )
     return 1
@@ -312,9 +439,12 @@ def make_sweep_dir(workdir: str) -> None:
         raise UsageError(f"cannot create --workdir {workdir} ({e.strerror})") from None
 
 
-def _last_error(log_path: str) -> str:
-    with open(log_path, errors="replace") as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
+def _last_error(log_path: str, offset: int = 0) -> str:
+    """The last line that names an error in the log of the attempt starting at ``offset``."""
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", errors="replace")
+    lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
     for ln in reversed(lines):
         if "error" in ln.lower() or "Error" in ln:
             return ln[-300:]
