@@ -104,6 +104,8 @@ def scan_jsonl(path: str, schema: Schema | None = None) -> Lines:
             if not raw.strip():
                 continue
             row, why = parse_line(raw, schema)
+            if why == "not JSON" and not raw.endswith(b"\n"):
+                why = "a torn last line (its writer stopped mid-line)"
             if row is None:
                 out.skipped[why] += 1
                 out.raw_skipped.append(raw if raw.endswith(b"\n") else raw + b"\n")

@@ -45,6 +45,8 @@ commands:
   report  DIR                      (table, CSV and figures of the runs under DIR)
   inspect --workdir DIR [--text FILE | --split val] [--out DIR] [--max_chars N]
           (an HTML page of what the model's units and gates do, plus PNGs)
+  plan    --config FILE.py[:ARG] --target v5e:2x4|v4:2x2x1|v6e:2x4|h100:8|cpu [--json FILE]
+          [--config.KEY=VALUE ...]  (compile for the target: fits? how long?)
   bench   [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L] [--json FILE]
 
 `seqlab COMMAND --help` lists a command's flags."""
@@ -161,7 +163,9 @@ def cmd_sample(argv: Sequence[str]) -> int:
             "top_k", 0, "sample among the k likeliest (0 = all)", lower_bound=0, flag_values=fv
         )
         flags.DEFINE_bool("greedy", False, "always pick the likeliest character", flag_values=fv)
-        flags.DEFINE_integer("seed", 0, "sampling seed", flag_values=fv)
+        flags.DEFINE_integer(
+            "seed", 0, "sampling seed", lower_bound=0, upper_bound=2**32 - 1, flag_values=fv
+        )
         flags.DEFINE_integer("replica", 0, "which seed of a num_seeds > 1 run", flag_values=fv)
         flags.DEFINE_integer(
             "num_samples",
@@ -332,6 +336,13 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench(argv)
 
 
+def cmd_plan(argv: Sequence[str]) -> int:
+    """``seqlab plan`` (``seqlab.tools.plan_cli``): compile a run for an accelerator target."""
+    from seqlab.tools.plan_cli import cmd_plan as plan
+
+    return plan(argv)
+
+
 def cmd_tune(argv: Sequence[str]) -> int:
     """``seqlab tune`` (``seqlab.tools.tune_cmd``): an Optuna study of seqlab runs."""
     from seqlab.tools.tune_cmd import cmd_tune as tune
@@ -349,6 +360,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "sample": cmd_sample,
     "probe": cmd_probe,
     "inspect": cmd_inspect,
+    "plan": cmd_plan,
 }
 
 

@@ -35,6 +35,10 @@ MAX_SAMPLE_ROWS = 60
 #: symbols of the corpus before a split's text that the model (and the property lexer, and
 #: the n-gram) read first, so the text does not start from a blank state mid-string
 CONTEXT = 2000
+#: below this many symbols a correlation or a saturation fraction is mostly noise: said so
+MIN_STATS_SYMBOLS = 200
+#: the n-gram baseline's highest order (its tables grow with order x train characters)
+MAX_NGRAM_ORDER = 8
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -165,11 +169,23 @@ def inspect_workdir(
         report = lm_report(
             model, run.vocab, ids, context=context, task=task, why=why, ngram_order=ngram_order
         )
+        notes += [note] if (note := too_short(len(ids), run.vocab.unit)) else []
         report["source"] = f"--text {text}" if text else f"the {split or 'val'} split"
         report["samples"] = read_samples(workdir)
     report["run"] = run_info(run.config, run.workdir, run.step, run.spec.family, run.metrics)
     report["notes"] = notes
     return write_page(report, out), notes
+
+
+def too_short(n: int, unit: str) -> str:
+    """A note when ``n`` symbols are too few for the page's statistics to mean much."""
+    if n >= MIN_STATS_SYMBOLS:
+        return ""
+    return (
+        f"only {n} {unit}s inspected: the unit scores (Pearson r), gate saturation and n-gram "
+        f"gain are computed from too little text to mean much (give at least "
+        f"{MIN_STATS_SYMBOLS}: a larger --max_chars or a longer --text)"
+    )
 
 
 def load_task(config: Any) -> tuple[Any, str]:
@@ -266,7 +282,12 @@ def main(argv: Sequence[str]) -> int:
             flag_values=fv,
         )
         flags.DEFINE_integer(
-            "ngram_order", 5, "the n-gram baseline's order (0 = off)", lower_bound=0, flag_values=fv
+            "ngram_order",
+            5,
+            "the n-gram baseline's order (0 = off)",
+            lower_bound=0,
+            upper_bound=MAX_NGRAM_ORDER,
+            flag_values=fv,
         )
         flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
 

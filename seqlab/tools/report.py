@@ -55,7 +55,9 @@ def _metrics(path: str) -> tuple[list[dict[str, Any]], str]:
         if not lines.skipped:
             return [], "metrics.jsonl is empty"
         why = ", ".join(f"{n} {r}" for r, n in lines.skipped.most_common())
-        return [], f"metrics.jsonl has no usable rows ({why})"
+        if set(lines.skipped) == {"not UTF-8"}:
+            return [], f"metrics.jsonl is not text ({why})"
+        return [], f"metrics.jsonl has no readable rows ({why})"
     return lines.rows, ""
 
 
