@@ -44,7 +44,10 @@ from seqlab.tools.sweep import cells_by_lengths
 
 TASKS = ("parity", "s3")
 # the nonlinear cells, which can track state, and the linear recurrences, which should not
-CELLS = ("rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru")
+CELLS = (
+    "rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru",
+    "mamba", "slstm", "mlstm", "deltanet", "gated_deltanet",
+)
 LENGTHS = (16, 32, 64, 128)
 
 

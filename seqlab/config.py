@@ -74,6 +74,12 @@ def base_config() -> ConfigDict:
     # Pre-norm residual blocks (norm -> recurrence -> out -> + x): auto = for linear cells
     # only | none | residual (any cell). out: linear | glu; mlp: add an MLP sub-block.
     c.model.block = "auto"
+    # Linear transitions with eigenvalues in [-1, 1] instead of [0, 1] (Grazzi et al. 2025,
+    # "Unlocking State-Tracking in Linear RNNs Through Negative Eigenvalues"): mamba's
+    # diag(s) -> diag(2s - 1), (gated_)deltanet's I - b k k^T -> I - 2 b k k^T, mingru's
+    # 1 - z -> 1 - 2z (no log-space scan then), rglru's a_t -> 2 a_t - 1. Other cells refuse it.
+    c.model.negative_eigenvalues = False
+    c.model.state_size = 16  # mamba: the SSM state per channel (N)
     # attention, slstm, mlstm, (gated_)deltanet: heads of hidden_size / heads units
     c.model.num_heads = 4
     # attention: the positions a query sees (itself included) and the key/value cache's size;

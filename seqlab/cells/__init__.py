@@ -35,15 +35,19 @@ from flax import nnx
 
 from seqlab.cells.attention import CausalSelfAttention
 from seqlab.cells.base import ACTIVATIONS, INIT_PRESETS, Carry, Cell, init_kernels
+from seqlab.cells.deltanet import DeltaNetCell, GatedDeltaNetCell
 from seqlab.cells.gru import GRUCell
 from seqlab.cells.kernels import Kernels
 from seqlab.cells.linear import LinearCell
 from seqlab.cells.lru import LRUCell
 from seqlab.cells.lstm import LSTMCell
+from seqlab.cells.mamba import MambaCell
 from seqlab.cells.mgu import MGUCell
 from seqlab.cells.mingru import MinGRUCell, MinLSTMCell
+from seqlab.cells.mlstm import MLSTMCell
 from seqlab.cells.rglru import RGLRUCell
 from seqlab.cells.rnn import IRNNCell, RNNCell
+from seqlab.cells.slstm import SLSTMCell
 
 CELLS: dict[str, tuple[type[Cell], dict[str, Any]]] = {
     "rnn": (RNNCell, {}),
@@ -57,6 +61,13 @@ CELLS: dict[str, tuple[type[Cell], dict[str, Any]]] = {
     "mingru": (MinGRUCell, {}),
     "minlstm": (MinLSTMCell, {}),
     "rglru": (RGLRUCell, {}),
+    "mamba": (MambaCell, {}),  # S6, in Mamba's block (seqlab.recurrence.mamba_block)
+    # nonlinear, exponential gating, block-diagonal heads (xLSTM)
+    "slstm": (SLSTMCell, {}),
+    # matrix states per head (autodiff scan)
+    "mlstm": (MLSTMCell, {}),
+    "deltanet": (DeltaNetCell, {}),
+    "gated_deltanet": (GatedDeltaNetCell, {}),
 }
 
 
@@ -84,7 +95,8 @@ def provides(name: str) -> frozenset[str]:
 
 
 def default_block(name: str) -> str:
-    """The block ``model.block=auto`` puts the mixer ``name`` in: ``residual`` or ``none``."""
+    """The block ``model.block=auto`` puts the mixer ``name`` in: ``residual``, ``none`` or
+    ``mamba`` (Mamba's own, for cell=mamba)."""
     return str(_mixer_class(name).DEFAULT_BLOCK)
 
 

@@ -14,20 +14,32 @@ positive activation (its appendix code). Log space: log(1 - z) = -softplus(k_z),
 from __future__ import annotations
 
 import jax
+from flax import nnx
 
 from seqlab.cells.base import Array
 from seqlab.cells.kernels import split
 from seqlab.cells.linear import LinearCell, g, log_g
+from seqlab.config import DEFAULTS
+
+D = DEFAULTS.model
 
 
 class MinGRUCell(LinearCell):
     num_gates = 2
     log_space = True
 
+    def init_recurrence(
+        self, rngs: nnx.Rngs, *, negative_eigenvalues: bool = D.negative_eigenvalues
+    ) -> None:
+        """``negative_eigenvalues`` (Grazzi et al. 2025): a_t = 1 - 2 z in (-1, 1) instead of
+        1 - z; a_t may then be negative, so the parallel engine combines linearly, not in logs."""
+        self.negative_eigenvalues = bool(negative_eigenvalues)
+        self.log_space = not self.negative_eigenvalues
+
     def coefficients(self, params: dict[str, Array], xp: Array) -> tuple[Array, Array]:
         k_z, k_h = split(xp, 2)
         z = jax.nn.sigmoid(k_z)
-        return 1.0 - z, z * g(k_h)
+        return 1.0 - (2.0 if self.negative_eigenvalues else 1.0) * z, z * g(k_h)
 
     def log_coefficients(self, params: dict[str, Array], xp: Array) -> tuple[Array, Array]:
         k_z, k_h = split(xp, 2)

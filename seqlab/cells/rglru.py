@@ -34,7 +34,11 @@ class RGLRUCell(LinearCell):
         *,
         r_min: float = DEFAULTS.model.r_min,
         r_max: float = DEFAULTS.model.r_max,
+        negative_eigenvalues: bool = DEFAULTS.model.negative_eigenvalues,
     ) -> None:
+        """``negative_eigenvalues`` (Grazzi et al. 2025): a_t -> 2 a_t - 1, in (-1, 1), and
+        the input scale sqrt(1 - a_t^2) of that transition."""
+        self.negative_eigenvalues = bool(negative_eigenvalues)
         if not 0.0 < r_min <= r_max < 1.0:
             raise ValueError(f"RG-LRU needs 0 < r_min <= r_max < 1, got {r_min}, {r_max}")
         u = jax.random.uniform(rngs.params(), (self.hidden_size,), self.param_dtype)
@@ -47,6 +51,10 @@ class RGLRUCell(LinearCell):
     def coefficients(self, params: dict[str, Array], xp: Array) -> tuple[Array, Array]:
         k_r, k_i, v = split(xp, 3)
         log_a = -C * jax.nn.sigmoid(k_r) * jax.nn.softplus(-params["a_param"])
+        if self.negative_eigenvalues:  # 1 - (2a - 1)^2 = 4 a (1 - a)
+            a = 2.0 * jnp.exp(log_a) - 1.0
+            scale = jnp.sqrt(jnp.maximum(-4.0 * jnp.exp(log_a) * jnp.expm1(log_a), 1e-12))
+            return a, scale * jax.nn.sigmoid(k_i) * v
         # sqrt(1 - a^2) = sqrt(-expm1(2 log a)), floored so its derivative stays finite
         scale = jnp.sqrt(jnp.maximum(-jnp.expm1(2.0 * log_a), 1e-12))
         return jnp.exp(log_a), scale * jax.nn.sigmoid(k_i) * v

@@ -28,7 +28,13 @@ CELL_OPTIONS: dict[str, tuple[str, ...]] = {
     "gru_reset_before": ("carry_bias", "chrono_max_len"),
     "lru": ("r_min", "r_max", "max_phase"),
     "attention": ("num_heads", "window"),
-    "rglru": ("r_min", "r_max"),
+    "rglru": ("r_min", "r_max", "negative_eigenvalues"),
+    "mingru": ("negative_eigenvalues",),
+    "mamba": ("state_size", "negative_eigenvalues"),
+    "slstm": ("num_heads",),
+    "mlstm": ("num_heads",),
+    "deltanet": ("num_heads", "negative_eigenvalues"),
+    "gated_deltanet": ("num_heads", "negative_eigenvalues"),
 }
 
 

@@ -21,7 +21,7 @@ from flax import nnx
 from seqlab.cells.base import Array, Carry, Cell, fan_in_rescale
 from seqlab.recurrence.scan import length_mask
 
-BLOCKS = ("auto", "none", "residual")
+BLOCKS = ("auto", "none", "residual", "mamba")  # mamba: recurrence.mamba_block
 BLOCK_OUTS = ("linear", "glu")
 
 

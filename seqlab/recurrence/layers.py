@@ -28,6 +28,7 @@ from seqlab.config import DEFAULTS
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
 from seqlab.recurrence.cudnn import cudnn_unavailable, run_layer, say_fallback
 from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
+from seqlab.recurrence.mamba_block import MambaBlock
 from seqlab.recurrence.parallel import run_linear
 from seqlab.recurrence.scan import run_cell
 
@@ -219,15 +220,23 @@ OUTPUT_SITE = 10_000
 
 
 def resolve_block(block: str, cell: str) -> str:
-    """``auto``: residual blocks for linear recurrences, bare layers for the others."""
+    """``auto``: the mixer's ``DEFAULT_BLOCK`` (residual for linear recurrences, matrix
+    states and attention; Mamba's own block for mamba; bare layers for the nonlinear cells).
+    Mamba's block holds mamba only, and mamba needs a width-preserving block."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+    if (block == "mamba") != (cell == "mamba") and block != "auto":
+        if cell == "mamba" and block == "residual":
+            return block
+        raise ValueError(
+            f"block={block!r} with cell={cell!r}: Mamba's block is for cell=mamba, and mamba "
+            "runs in block=mamba or residual"
+        )
     if block != "auto":
         return block
-    if cell in MIXERS:  # a layer mixer says which block it runs in
+    if cell in MIXERS or cell in CELLS:  # each mixer says which block it runs in
         return default_block(cell)
-    linear = cell in CELLS and issubclass(CELLS[cell][0], LinearCell)  # (make_cell names
-    return "residual" if linear else "none"  # an unknown cell)
+    return "none"  # (make_cell names an unknown cell)
 
 
 class RNNStack(nnx.Module):
@@ -269,10 +278,10 @@ class RNNStack(nnx.Module):
         kw = dict(cell_kwargs or {})
         opts = {"unroll": unroll, "remat": remat, "backend": backend, "chunk_size": chunk_size}
         self.block = resolve_block(block, cell)
-        if self.block == "residual" and bidirectional:
-            raise ValueError("residual blocks are unidirectional; use block='none'")
+        if self.block != "none" and bidirectional:
+            raise ValueError(f"{self.block} blocks are unidirectional; use block='none'")
         dtype = kw.get("param_dtype", jnp.float32)
-        residual = self.block == "residual"
+        residual = self.block != "none"  # the block keeps the width: project the inputs
         self.input_proj = (
             InputProjection(in_features, hidden_size, param_dtype=dtype, rngs=rngs)
             if residual
@@ -302,6 +311,8 @@ class RNNStack(nnx.Module):
             fwd = new_layer(i == 0)
             if self.block == "residual":
                 fwd = ResidualBlock(fwd, out=block_out, mlp=block_mlp, param_dtype=dtype, rngs=rngs)
+            elif self.block == "mamba":
+                fwd = MambaBlock(fwd, param_dtype=dtype, rngs=rngs)
             if bidirectional:
                 bwd = Recurrent(new_cell(i == 0), reverse=True, **opts)
                 layer: nnx.Module = Bidirectional(fwd, bwd, merge)

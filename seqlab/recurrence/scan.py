@@ -100,8 +100,9 @@ def scan_core(cell: Cell, xp: Array, carry: Carry, loop: Loop) -> tuple[Array, C
             new_c = cell.set_hidden(new_c, hid + x["eps"].astype(hid.dtype))
             h = cell.output(params, new_c, x["xp"])
         if x["mask"] is not None:
-            m = x["mask"][:, None]
-            new_c = jax.tree.map(lambda n, o: jnp.where(m, n, o), new_c, c)
+            m = x["mask"]  # (B,), against carries of any rank (matrix states)
+            keep = lambda n, o: jnp.where(m.reshape(-1, *(1,) * (n.ndim - 1)), n, o)
+            new_c = jax.tree.map(keep, new_c, c)
         return new_c, h
 
     if loop.remat:

@@ -30,6 +30,13 @@ OPTION_CELLS = {
     for key in sorted({k for keys in CELL_OPTIONS.values() for k in keys})
 }
 
+#: why a cell refuses ``model.negative_eigenvalues`` (nonlinear cells: not a linear recurrence)
+NO_NEGATIVE = {
+    "lru": "has complex eigenvalues that already cover the unit disk",
+    "minlstm": "has a transition f / (f + i) whose log-space scan needs it positive",
+    "mlstm": "keeps its forget gate in log space (the stabilizer), which cannot carry a sign",
+}
+
 
 def _check(ok: bool, key: str, value: Any, need: str) -> None:
     if not ok:
@@ -74,6 +81,13 @@ def _model(m: ConfigDict) -> None:
 
 def _recurrence(m: ConfigDict) -> None:
     """Cell options, blocks and the linear recurrences' keys."""
+    _check(
+        not m.negative_eigenvalues or m.cell in OPTION_CELLS["negative_eigenvalues"],
+        "model.negative_eigenvalues",
+        m.negative_eigenvalues,
+        f"cell {m.cell!r} {NO_NEGATIVE.get(m.cell, 'is not a linear recurrence')}; it applies "
+        f"to {', '.join(OPTION_CELLS['negative_eigenvalues'])}",
+    )
     for key, cells in OPTION_CELLS.items():  # an option set for a cell that lacks it
         _check(
             m.cell in cells or m[key] == DEFAULTS.model[key],
@@ -110,7 +124,15 @@ def _recurrence(m: ConfigDict) -> None:
     _one_of("model.block", m.block, BLOCKS)
     _one_of("model.block_out", m.block_out, BLOCK_OUTS)
     _check(
-        not (m.bidirectional and resolve_block(m.block, m.cell) == "residual"),
+        m.block == "auto"
+        or (m.block == "mamba") == (m.cell == "mamba")
+        or (m.cell, m.block) == ("mamba", "residual"),
+        "model.block",
+        m.block,
+        "Mamba's block is for cell=mamba, and mamba runs in block=mamba (default) or residual",
+    )
+    _check(
+        not (m.bidirectional and resolve_block(m.block, m.cell) != "none"),
         "model.block",
         m.block,
         "residual blocks are unidirectional: set model.block=none for a bidirectional model",
