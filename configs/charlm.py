@@ -129,3 +129,13 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
     for p in points:
         c.model.cell, c.model.num_layers = p["model.cell"], p["model.num_layers"]
         yield {**p, "model.hidden_size": hidden_size_for(c.model, spec, a.params)}
+
+def get_search_space(arg: str | None = None) -> dict:
+    """What ``seqlab tune`` searches: the learning rate log-uniform (Karpathy, Johnson & Fei-Fei
+    2015 cross-validated it per model), dropout and the gradient clip."""
+    del arg  # the same space for every variant
+    return {
+        "optim.learning_rate": ("log", 3e-4, 3e-2),
+        "model.dropout": ("float", 0.0, 0.3),
+        "optim.clip_value": ("log", 0.25, 10.0),
+    }

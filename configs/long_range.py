@@ -80,3 +80,14 @@ def get_config(arg: str | None = None) -> ConfigDict:
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
     """Cells x sequence lengths; ``arg`` narrows it, e.g. ``cells=lstm+gru,lengths=100+200``."""
     return cells_by_lengths(arg, CELLS, LENGTHS)
+
+
+def get_search_space(arg: str | None = None) -> dict:
+    """What ``seqlab tune`` searches: the learning rate log-uniform (the knob Greff et al.
+    2017 found to matter most for recurrent nets) and the gradient clip; the cell, T and the
+    task stay as the arg sets them, so each arm of a comparison is tuned alike."""
+    del arg  # the same space for every variant
+    return {
+        "optim.learning_rate": ("log", 1e-4, 3e-2),
+        "optim.clip_value": ("log", 0.25, 10.0),
+    }

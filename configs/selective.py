@@ -109,3 +109,13 @@ def get_config(arg: str | None = None) -> ConfigDict:
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
     """Cells x sequence lengths; ``arg`` narrows it, e.g. ``cells=gru+mingru,lengths=64+256``."""
     return cells_by_lengths(arg, CELLS, LENGTHS)
+
+
+def get_search_space(arg: str | None = None) -> dict:
+    """What ``seqlab tune`` searches: the learning rate log-uniform and the gradient clip
+    (the GRU's associative-recall plateau: a recipe, or a limit?)."""
+    del arg  # the same space for every variant
+    return {
+        "optim.learning_rate": ("log", 1e-4, 3e-2),
+        "optim.clip_value": ("log", 0.25, 10.0),
+    }

@@ -1,0 +1,174 @@
+"""``seqlab tune``: search spaces, pruning, and a study that survives ``kill -9`` (SQLite).
+The shared-database tests are in test_tune_postgres.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+import optuna
+import pytest
+
+from seqlab.errors import UsageError
+from seqlab.tools import space as spaces
+from seqlab.tools import tune
+
+try:
+    from tests import tune_util as tu
+except ImportError:  # pytest run from inside tests/
+    import tune_util as tu
+
+
+# -- search spaces -------------------------------------------------------------------------
+def _config(tmp_path, body: str) -> str:
+    path = tmp_path / "cfg.py"
+    path.write_text(
+        "from seqlab.tasks import task_config\n"
+        "def get_config(arg=None):\n    return task_config('adding')\n" + body
+    )
+    return str(path)
+
+
+def test_search_space_specs_build_optuna_distributions(tmp_path):
+    path = _config(
+        tmp_path,
+        "import optuna\n"
+        "def get_search_space(arg):\n"
+        "    return {'optim.learning_rate': ('log', 1e-4, 1e-2), 'model.num_layers': ('int', 1, 3),"
+        " 'model.cell': ('choice', ['rnn', 'gru']),"
+        " 'optim.clip_value': optuna.distributions.FloatDistribution(0.5, 2.0)}\n",
+    )
+    keys = {"optim.learning_rate", "model.num_layers", "model.cell", "optim.clip_value"}
+    got = spaces.load_space(path, None, keys)
+    assert got["optim.learning_rate"] == optuna.distributions.FloatDistribution(
+        1e-4, 1e-2, log=True
+    )
+    assert got["model.num_layers"] == optuna.distributions.IntDistribution(1, 3)
+    assert got["model.cell"].choices == ("rnn", "gru")
+    trial = optuna.create_study().ask()
+    drawn = spaces.suggest(trial, got)
+    assert 1e-4 <= drawn["optim.learning_rate"] <= 1e-2 and drawn["model.cell"] in ("rnn", "gru")
+
+
+@pytest.mark.parametrize(
+    "space, needle",
+    [
+        ("{'optim.learning_rat': ('log', 1e-4, 1e-2)}", r"'optim.learning_rat' is not a key.*"),
+        ("{'optim.learning_rate': ('log', 1e-2, 1e-4)}", r"cannot build \('log', 0.01, 0.0001\)"),
+        ("{'optim.learning_rate': ('log', 0.0, 1.0)}", r"cannot build"),
+        ("{'optim.learning_rate': [1, 2]}", r"is not a distribution; use an optuna"),
+        ("{'optim.learning_rate': ('choice', [])}", r"is not a distribution"),
+        ("{}", r"returned \{\}; return a dict"),
+        ("1 / 0", r"get_search_space\(None\) failed: division by zero"),
+    ],
+)
+def test_bad_search_spaces_are_one_line(tmp_path, space, needle):
+    path = _config(tmp_path, f"def get_search_space(arg):\n    return {space}\n")
+    with pytest.raises(UsageError, match=needle) as e:
+        spaces.load_space(path, None, {"optim.learning_rate", "optim.clip_value"})
+    assert "\n" not in str(e.value)
+
+
+def test_tune_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from seqlab.tools.cli import main
+
+    cfg = _config(tmp_path, "")  # no get_search_space
+    argv = ["tune", "--config", cfg, "--workdir", str(tmp_path / "w"), "--trials", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "defines no get_search_space(arg)" in err and "\n" not in err
+    good = os.path.join(tu.ROOT, "configs", "long_range.py:runlocal")
+    argv = ["tune", "--config", good, "--workdir", str(tmp_path / "w"), "--trials", "2"]
+    assert main([*argv, "--config.optim.learning_rate=0.1"]) == 2
+    assert "optim.learning_rate is both searched and set" in capsys.readouterr().err
+    assert main(["tune", "--config", good, "--workdir", str(tmp_path / "w")]) == 2
+    assert "--trials is required" in capsys.readouterr().err
+
+
+# -- pruning -------------------------------------------------------------------------------
+class _Running:
+    """A trial process that runs until signalled."""
+
+    def __init__(self):
+        self.signals: list[int] = []
+
+    def poll(self):
+        return 1 if self.signals else None
+
+    def send_signal(self, s):
+        self.signals.append(s)
+
+
+def test_follow_reports_each_new_eval_and_stops_a_pruned_trial(tmp_path):
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    trial = study.ask()
+    rows = [{"step": 5, "train/loss": 9.0}, {"step": 10, "eval/loss": 0.5}]
+    rows += [{"step": 20, "eval/loss": 2.0}, {"step": 30, "eval/loss": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"st')
+    proc = _Running()
+    assert tune.follow(proc, trial, str(tmp_path), "eval/loss") == 20  # above the threshold
+    assert proc.signals == [signal.SIGTERM]
+    assert study.trials[0].intermediate_values == {10: 0.5, 20: 2.0}  # not 30: stopped
+
+
+def test_surplus_trials_beyond_the_budget(tmp_path):
+    study = optuna.create_study()
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    late = study.ask()
+    assert tune.surplus(study, late.number, 3) and not tune.surplus(study, late.number, 4)
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_stops_and_says_so_in_its_workdir(tmp_path):
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=-1.0))  # all
+    t = tune.Tune(
+        config=tu.CONFIG,
+        workdir=str(tmp_path),
+        trials=1,
+        space={"optim.learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2)},
+        metric="eval/loss",
+        mode="min",
+        study_name="p",
+        extra=tu.LONG,
+        log=lambda s: None,
+    )
+    trial = study.ask()
+    assert tune.run_trial(study, trial, t) == ("pruned", None)
+    sub = os.path.join(str(tmp_path), "trials", "0000")
+    st = tu.status(sub)
+    assert st["state"] == "pruned" and st["pruned_at_step"] == 500
+    assert st["returncode"] == 75  # the trial checkpointed on SIGTERM and stopped
+    assert max(tu.logged_steps(sub)) < 2000 and os.listdir(os.path.join(sub, "checkpoints"))
+
+
+# -- kill -9 and resume (SQLite in the workdir) ---------------------------------------------
+@pytest.mark.slow
+def test_kill_9_loses_nothing_and_a_rerun_counts_each_trial_once(tmp_path):
+    wd, log = str(tmp_path / "study"), str(tmp_path / "tune.log")
+    extra = [*tu.LONG, "--pruner", "none"]
+    killed = tu.kill_mid_trial(tu.start(wd, 2, *extra, log=log), wd)
+    assert os.path.basename(killed) == "0000"
+    proc = tu.start(wd, 2, *extra, log=log)  # the same command again
+    tu.wait(proc, log)
+    study = tu.load(f"sqlite:///{wd}/study.db", "study")
+    assert tu.states(study) == {"COMPLETE": 2, "FAIL": 1}, tu.tail(log)
+    assert len(tu.trial_dirs(wd)) == 2  # the killed trial's folder, and one more
+    failed = [t for t in study.trials if t.state.name == "FAIL"][0]
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+    assert retry[0].params == failed.params and retry[0].user_attrs["trial_dir"] == "0000"
+    with open(os.path.join(killed, "train.log")) as f:
+        resumed = [int(s) for s in re.findall(r"resumed from \S+ at step (\d+)", f.read())]
+    assert len(resumed) == 1 and 200 <= resumed[0] < 2000  # from its checkpoint, not step 0
+    steps = tu.logged_steps(killed)
+    assert steps[-1] == 2000 and len(steps) == len(set(steps)) + 4  # evals share log rows
+    for d in tu.trial_dirs(wd):
+        assert tu.status(d)["state"] == "done"
+    # once more: the study is complete, nothing runs
+    out = subprocess.run(tu.tune_cmd(wd, 2, *extra), capture_output=True, text=True, cwd=tu.ROOT)
+    assert out.returncode == 0 and "2/2 trials finished" in out.stdout + out.stderr
+    assert tu.states(tu.load(f"sqlite:///{wd}/study.db", "study")) == {"COMPLETE": 2, "FAIL": 1}
