@@ -57,6 +57,7 @@ def test_maybe_initialize_calls_jax_as_planned(monkeypatch):
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
     monkeypatch.setattr(jax.config, "update", lambda *a: None)
     monkeypatch.setattr(mesh, "tpu_chips", lambda: 4)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # keep the CPU pin out of this test
     for k in ("SEQLAB_COORDINATOR", "SEQLAB_DISTRIBUTED", "TPU_WORKER_HOSTNAMES", "SLURM_JOB_ID"):
         monkeypatch.delenv(k, raising=False)
     saved = dict(vars(mesh.maybe_initialize))
@@ -72,3 +73,12 @@ def test_maybe_initialize_calls_jax_as_planned(monkeypatch):
 
 def test_tpu_chips_on_this_machine():
     assert mesh.tpu_chips() == 0  # the CI machines have no TPU
+
+
+def test_cpu_only_when_no_accelerator_is_attached():
+    # the aot extra's libtpu / CUDA plugin must not be probed by a CPU run
+    assert mesh.cpu_only_here({}, tpus=0, nvidia=False, amd=0)
+    assert not mesh.cpu_only_here({}, tpus=4, nvidia=False, amd=0)
+    assert not mesh.cpu_only_here({}, tpus=0, nvidia=True, amd=0)
+    assert not mesh.cpu_only_here({}, tpus=0, nvidia=False, amd=1)
+    assert not mesh.cpu_only_here({"JAX_PLATFORMS": "cuda"}, tpus=0, nvidia=False, amd=0)

@@ -70,11 +70,35 @@ def init_plan(env: Mapping[str, str], chips: int = 0) -> tuple[str, dict[str, An
     return None
 
 
+def cpu_only_here(env: Mapping[str, str], tpus: int, nvidia: bool, amd: int) -> bool:
+    """Whether to pin JAX to the CPU: no JAX_PLATFORMS chosen and no accelerator attached.
+    Then an installed accelerator plugin (``pip install -e '.[aot]'``: libtpu, the CUDA
+    plugin) is not probed at start, which costs time and logs warnings on a CPU machine."""
+    return not env.get("JAX_PLATFORMS") and not tpus and not nvidia and not amd
+
+
+def _pin_cpu_if_no_accelerator() -> None:
+    try:
+        from jax._src import hardware_utils as hw
+        from jax._src.xla_bridge import backends_are_initialized
+
+        if backends_are_initialized():
+            return
+        if cpu_only_here(os.environ, tpu_chips(), hw.has_visible_nvidia_gpu(),
+                         hw.num_available_amd_gpus(stop_at=1)):  # fmt: skip
+            jax.config.update("jax_platforms", "cpu")
+            os.environ["JAX_PLATFORMS"] = "cpu"  # the runs a sweep starts, too
+    except (ImportError, AttributeError):  # private helpers moved: leave JAX's default
+        return
+
+
 def maybe_initialize() -> str | None:
     """Calls ``jax.distributed.initialize`` as ``init_plan`` decides for this process's
-    environment; returns the environment's name (None: a single process)."""
+    environment; returns the environment's name (None: a single process). On a machine with
+    no accelerator, JAX is pinned to the CPU first (``cpu_only_here``)."""
     if getattr(maybe_initialize, "_done", False):
         return getattr(maybe_initialize, "_kind", None)
+    _pin_cpu_if_no_accelerator()
     plan = init_plan(os.environ, tpu_chips())
     if plan is not None:
         kind, kwargs = plan
