@@ -21,7 +21,15 @@ script on the same batches (experiments/charlm_shakespeare/time_to_quality.md, 6
 val 1.521 vs 1.555 at equal steps, 1.555 vs 1.555 at equal wall time; before
 ``model.onehot_fan_in=1`` this config reached 1.752.
 
-Variants (comma-separated after ``:``): a cell name (``:gru``, ``:rnn``), ``runlocal`` (tiny,
+nanoGPT's CPU configuration (``:nanogpt_cpu``): a 4-layer, 4-head, width-128 causal
+Transformer (``model.cell=attention``, rotary positions) on windows of 64 characters, batch 12,
+2,000 steps of AdamW (lr 1e-3, 100 warmup steps, cosine to 1e-4, betas 0.9/0.99, weight
+decay 0.1, clip 1.0), no dropout, on nanoGPT's split (the first 90% train, the last 10% val).
+nanoGPT's README reports val loss ~1.88 for it (karpathy/nanoGPT, "I only have a macbook");
+measured: experiments/charlm_shakespeare/results.md (``nanogpt.py``).
+
+Variants (comma-separated after ``:``): a mixer name (``:gru``, ``:rnn``, ``:attention``;
+attention's ``model.window`` is set to ``data.seq_len``), ``runlocal`` (tiny,
 seconds, for tests and laptops), ``corpus=python_stdlib`` or ``corpus=file:/path/to.txt``,
 ``batching=tbptt`` (char-rnn's stateful truncated BPTT instead of random windows)::
 
@@ -42,7 +50,14 @@ LAYERS = (1, 2, 3)
 
 
 def get_config(arg: str | None = None) -> ConfigDict:
-    a = parse_arg(arg, cell="lstm", runlocal=False, corpus="tinyshakespeare", batching="random")
+    a = parse_arg(
+        arg,
+        cell="lstm",
+        runlocal=False,
+        nanogpt_cpu=False,
+        corpus="tinyshakespeare",
+        batching="random",
+    )
     c = task_config("charlm")
     c.task.sample_every = 0  # 0: at every eval; else only on steps divisible by it
     c.task.sample_length = 500
@@ -82,6 +97,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.log_every = 50
     c.train.eval_every = 250
     c.train.checkpoint_every = 500
+    if a.nanogpt_cpu:
+        nanogpt_cpu(c)
     if a.runlocal:
         runlocal(c)
         c.data.seq_len = 32
@@ -90,7 +107,26 @@ def get_config(arg: str | None = None) -> ConfigDict:
         c.model.num_layers = 1
         c.task.sample_length = 40
         c.optim.warmup_steps = 2
+    if c.model.cell == "attention":  # the key/value window: the trained context
+        c.model.window = c.data.seq_len
     return c
+
+
+def nanogpt_cpu(c: ConfigDict) -> None:
+    """nanoGPT's CPU command for shakespeare_char (its README): --block_size=64
+    --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000
+    --dropout=0.0, over config/train_shakespeare_char.py (lr 1e-3, min_lr 1e-4, warmup 100,
+    beta2 0.99, weight decay 0.1, grad clip 1.0, eval every 250 steps)."""
+    c.model.cell = "attention"
+    c.model.num_layers, c.model.num_heads, c.model.hidden_size = 4, 4, 128
+    c.model.dropout = 0.0
+    c.data.seq_len, c.data.batch_size = 64, 12
+    c.data.val_fraction, c.data.test_fraction = 0.1, 0.0  # nanoGPT's 90/10 split
+    c.optim.name, c.optim.learning_rate = "adamw", 1e-3
+    c.optim.warmup_steps, c.optim.end_lr_factor = 100, 0.1
+    c.optim.b2, c.optim.weight_decay = 0.99, 0.1
+    c.optim.clip, c.optim.clip_value = "global_norm", 1.0
+    c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = 2000, 250, 1000
 
 
 def get_sweep(arg: str | None = None) -> Iterator[dict]:
@@ -111,11 +147,18 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
         corpus="tinyshakespeare",
         max_chars=0,
     )
+    from seqlab.cells import mixer_names
+
     cells = a.cells.split("+")
     for cell in cells:
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {CELLS}")
+        if cell not in mixer_names():
+            raise ValueError(f"unknown cell {cell!r} in the sweep; choose from {mixer_names()}")
     points = product(**{"model.cell": cells, "model.num_layers": map(int, a.layers.split("+"))})
+    base = get_config(f"corpus={a.corpus}")
+    points = [  # attention's window: the trained context
+        {**p, "model.window": base.data.seq_len} if p["model.cell"] == "attention" else p
+        for p in points
+    ]
     if not a.params:
         yield from points
         return
@@ -128,7 +171,9 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
     spec = ModelSpec(family="lm", vocab_size=vocab.size)
     for p in points:
         c.model.cell, c.model.num_layers = p["model.cell"], p["model.num_layers"]
+        c.model.window = p.get("model.window", base.model.window)
         yield {**p, "model.hidden_size": hidden_size_for(c.model, spec, a.params)}
+
 
 def get_search_space(arg: str | None = None) -> dict:
     """What ``seqlab tune`` searches: the learning rate log-uniform (Karpathy, Johnson & Fei-Fei

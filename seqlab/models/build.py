@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -112,15 +113,24 @@ def num_params(m: ConfigDict, spec: Any) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+#: widths a mixer accepts, as a multiple of this (from config.model): attention's heads of an
+#: even width (rotary pairs channels)
+WIDTH_MULTIPLE: dict[str, Callable[[ConfigDict], int]] = {
+    "attention": lambda m: 2 * int(m.num_heads),
+}
+
+
 def hidden_size_for(m: ConfigDict, spec: Any, target: int) -> int:
     """The ``hidden_size`` that brings the model's parameter count closest to ``target``, all
-    else in ``m`` fixed: how cell x depth comparisons match capacity (Karpathy et al. 2015)."""
+    else in ``m`` fixed: how cell x depth comparisons match capacity (Karpathy et al. 2015).
+    Only widths the mixer accepts are tried (multiples of ``WIDTH_MULTIPLE``)."""
     if target < 1:
         raise ValueError(f"target parameter count must be >= 1, got {target}")
+    unit = WIDTH_MULTIPLE.get(m.cell, lambda m: 1)(m)
 
-    def count(h: int) -> int:
+    def count(k: int) -> int:
         c = ConfigDict(m.to_dict())
-        c.hidden_size = h
+        c.hidden_size = k * unit
         return num_params(c, spec)
 
     lo, hi = 1, 2
@@ -129,4 +139,4 @@ def hidden_size_for(m: ConfigDict, spec: Any, target: int) -> int:
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
-    return min((lo, hi), key=lambda h: abs(count(h) - target))
+    return unit * min((lo, hi), key=lambda k: abs(count(k) - target))

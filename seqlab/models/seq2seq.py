@@ -5,6 +5,13 @@ fixed-length scan that emits ``pad_id`` after each example's EOS. Without attent
 decoder is the ordinary hoisted-projection stack; with attention each step's input is
 [embedding; context], so the decoder is scanned step by step (the context depends on the
 previous state), and dropout then applies to the decoder's outputs only.
+
+With ``cell=attention`` the same hand-over makes a Transformer encoder-decoder of one kind:
+the encoder's final carry is each layer's key/value window, so decoder layer l attends, in
+one causal softmax, over encoder layer l's keys/values of the source and its own prefix (the
+source first, the target continuing its positions; ``model.window`` must cover both). There
+is no separate cross-attention, and the additive attention (``attention=True``) reads a
+recurrent state, so it is refused for mixers without one.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from seqlab.config import DEFAULTS
 from seqlab.models.attention import AdditiveAttention
 from seqlab.models.inputs import InputEncoder
 from seqlab.recurrence import RNNStack, length_mask
+from seqlab.recurrence.blocks import layer_provides
 
 Array = jax.Array
 D = DEFAULTS.model
@@ -51,6 +59,11 @@ class Seq2Seq(nnx.Module):
             embed_dim, bidirectional=bidirectional_encoder, merge="sum", **common, **stack
         )
         hidden_size, dropout = self.encoder.hidden_size, self.encoder.dropout_rate
+        if attention and "state" not in layer_provides(self.encoder.layers[-1]):
+            raise ValueError(
+                f"model.attention (additive attention on the decoder's state) needs a recurrent "
+                f"cell; {stack.get('cell')!r} has no state: set model.attention=False"
+            )
         ctx = hidden_size if attention else 0
         self.decoder = RNNStack.build(embed_dim + ctx, **common, **stack)
         self.use_attention = attention
