@@ -17,7 +17,6 @@ import difflib
 import json
 import math
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -365,6 +364,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    process_exit = argv is None  # the `seqlab` process itself (see Stop.said)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -379,11 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from seqlab.tools.stop import Stop, Stopped
+
     stop = Stop.install()
     try:
         return _run(name, rest)
     except (KeyboardInterrupt, Stopped) as e:
-        return stop.said(name, e)
+        return stop.said(name, e, process_exit=process_exit)
     finally:
         stop.uninstall()
 
@@ -411,46 +413,3 @@ def _run(name: str, rest: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-class Stopped(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt is for SIGINT (a BaseException, so no
-    ``except Exception`` on the way swallows it)."""
-
-
-class Stop:
-    """Ctrl-C (SIGINT) and SIGTERM in any command: the work stops where it is (files are
-    written whole or not at all: ``seqlab.run.writers.atomic_open``) and the command ends
-    with one line and the shell's status for that signal, 128 + its number (130, 143).
-    ``seqlab train`` checkpoints first and exits 75 (``Preempted``); a second signal stops it
-    at once, with this line. A signal the parent process ignores stays ignored."""
-
-    def __init__(self) -> None:
-        self.old: dict[int, Any] = {}
-
-    @classmethod
-    def install(cls) -> Stop:
-        stop = cls()
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                stop.old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_stopped)
-        return stop
-
-    def uninstall(self) -> None:
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-    @staticmethod
-    def said(name: str, e: BaseException) -> int:
-        signum = signal.SIGTERM if isinstance(e, Stopped) else signal.SIGINT
-        what = "SIGTERM" if isinstance(e, Stopped) else "Ctrl-C (SIGINT)"
-        print(
-            f"seqlab {name}: stopped by {what}; no file was left half-written (re-run the "
-            "same command to start again)",
-            file=sys.stderr,
-        )
-        return 128 + int(signum)
-
-
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise Stopped
