@@ -20,7 +20,8 @@ class ConfigError(SeqlabError, ValueError):
 
 
 class UsageError(SeqlabError, ValueError):
-    """A command-line flag or argument is wrong."""
+    """A command-line flag, or an argument of a public function (``seqlab.generate``), is
+    wrong; both are checked by the same function, named with or without the flag's ``--``."""
 
 
 class DataError(SeqlabError, ValueError):

@@ -16,9 +16,97 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from seqlab.errors import UsageError
+
 Array = jax.Array
+
+
+# -- the checks `seqlab sample` and the library share (``flag="--"`` on the command line) -----
+def check_temperature(temperature: Any, flag: str = "") -> float:
+    """A finite number >= 0 (0 = greedy), else one UsageError line."""
+    if isinstance(temperature, jax.core.Tracer):  # inside a caller's jit: not checkable
+        return temperature
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t >= 0) or isinstance(temperature, bool):
+        raise UsageError(
+            f"{flag}temperature={temperature!r} must be a finite number >= 0 (0 = greedy)"
+        )
+    return t
+
+
+def check_top_k(top_k: Any, vocab_size: int, flag: str = "") -> int:
+    """An integer in [0, vocab_size] (0 = all), else one UsageError line."""
+    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
+        raise UsageError(f"{flag}top_k={top_k!r} must be an integer >= 0 (0 = all)")
+    if top_k > vocab_size:
+        raise UsageError(f"{flag}top_k={top_k} exceeds the vocabulary size {vocab_size}")
+    return int(top_k)
+
+
+def check_count(value: Any, name: str, flag: str = "") -> int:
+    """A length or a number of samples: an integer >= 1."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{flag}{name}={value!r} must be an integer >= 1")
+    return int(value)
+
+
+def check_model(model: Any) -> int:
+    """The model's vocabulary size, if it can generate: a unidirectional language model
+    (``seqlab.LanguageModel``: ``step`` and ``vocab_size``); else one UsageError line."""
+    if not (callable(getattr(model, "step", None)) and hasattr(model, "vocab_size")):
+        raise UsageError(
+            f"generate needs a character language model (seqlab.LanguageModel, "
+            f"task.name=charlm); got a {type(model).__name__}"
+        )
+    if getattr(getattr(model, "rnn", None), "bidirectional", False):
+        raise UsageError(
+            "generate decodes one token at a time: a bidirectional LanguageModel cannot "
+            "generate (build it with bidirectional=False)"
+        )
+    return int(model.vocab_size)
+
+
+def check_prime(prime: Any, vocab_size: int, num_samples: int) -> Array:
+    """The (N, P) int32 prime: integer ids in [0, vocab_size), 1-D (repeated ``num_samples``
+    times) or 2-D with one row per sample, at least one token; else one UsageError line."""
+    if isinstance(prime, jax.core.Tracer):  # inside a caller's jit: shapes only
+        ids = prime.astype(jnp.int32)
+        return ids if ids.ndim == 2 else jnp.broadcast_to(ids, (num_samples, ids.shape[-1]))
+    ids = np.asarray(prime)
+    if ids.dtype == object or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
+        raise UsageError(f"prime must be integer token ids; got dtype {ids.dtype}")
+    if ids.ndim not in (1, 2):
+        raise UsageError(f"prime must be (P,) or (N, P) token ids; got shape {ids.shape}")
+    if ids.ndim == 2 and num_samples != 1:
+        raise UsageError(
+            "num_samples repeats a 1-D prime; a 2-D prime already has one row per sample"
+        )
+    if ids.shape[-1] < 1 or ids.size == 0:
+        raise UsageError("generate needs a prime of at least one token")
+    bad = ids[(ids < 0) | (ids >= vocab_size)]
+    if bad.size:
+        raise UsageError(
+            f"prime id {int(bad[0])} is outside the vocabulary [0, {vocab_size}) "
+            f"({bad.size} such id(s))"
+        )
+    ids = jnp.asarray(ids, jnp.int32)
+    return ids if ids.ndim == 2 else jnp.broadcast_to(ids, (num_samples, ids.shape[0]))
+
+
+def check_key(key: Any) -> Array:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape == ():
+            return key
+    elif isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return key  # a raw jax.random.PRNGKey
+    what = f"shape {tuple(key.shape)} {key.dtype}" if hasattr(key, "shape") else repr(key)[:40]
+    raise UsageError(f"key must be one PRNG key, e.g. jax.random.key(0); got {what}")
 
 
 def sample_logits(
@@ -90,20 +178,18 @@ def _continue(
     return _sample_steps(model, carry, last, key, start, temperature, length, top_k, greedy)
 
 
-def _prepare(prime: Array, length: int, num_samples: int) -> Array:
-    """The (N, P) int32 prime, with the arguments checked."""
-    prime = jnp.asarray(prime, jnp.int32)
-    if prime.ndim == 1:
-        prime = jnp.broadcast_to(prime, (num_samples, prime.shape[0]))
-    elif num_samples != 1:
-        raise ValueError(
-            "num_samples repeats a 1-D prime; a 2-D prime already has one row per sample"
-        )
-    if prime.shape[-1] < 1:
-        raise ValueError("generate needs a prime of at least one token")
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
-    return prime
+def _prepare(
+    model: Any, prime: Any, length: Any, num_samples: Any, temperature: Any, top_k: Any, key: Any
+) -> tuple[Array, dict[str, Any]]:
+    """Every argument checked before anything is traced: the (N, P) int32 prime and the
+    compile-time options."""
+    vocab = check_model(model)
+    length = check_count(length, "length")
+    num_samples = check_count(num_samples, "num_samples")
+    check_temperature(temperature)
+    options = {"length": length, "top_k": check_top_k(top_k, vocab)}
+    check_key(key)
+    return check_prime(prime, vocab, num_samples), options
 
 
 def generate(
@@ -122,18 +208,10 @@ def generate(
     The prime is read in one scan, then each new token is sampled from the last logits and
     fed back. ``num_samples`` repeats a 1-D prime into that many independent samples.
     """
-    prime = _prepare(prime, length, num_samples)
+    prime, options = _prepare(model, prime, length, num_samples, temperature, top_k, key)
     graphdef, state = nnx.split(model)
-    toks, _, _ = _generate(
-        graphdef,
-        state,
-        prime,
-        key,
-        jnp.asarray(temperature, jnp.float32),
-        length=int(length),
-        top_k=int(top_k),
-        greedy=bool(greedy),
-    )
+    temperature = jnp.asarray(temperature, jnp.float32)
+    toks, _, _ = _generate(graphdef, state, prime, key, temperature, greedy=bool(greedy), **options)
     return toks
 
 
@@ -156,13 +234,12 @@ def generate_chunks(
     The ``n = ceil(length / chunk_size)`` chunks have one size (so one compilation serves
     them all); the last may run up to ``n - 1`` steps past ``length``, which are dropped.
     """
-    prime = _prepare(prime, length, num_samples)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    prime, options = _prepare(model, prime, length, num_samples, temperature, top_k, key)
+    chunk_size = check_count(chunk_size, "chunk_size")
     graphdef, state = nnx.split(model)
     n = math.ceil(length / chunk_size)
     size = math.ceil(length / n)
-    options = {"length": size, "top_k": int(top_k), "greedy": bool(greedy)}
+    options.update(length=size, greedy=bool(greedy))
     temperature = jnp.asarray(temperature, jnp.float32)
     toks, carry, last = _generate(graphdef, state, prime, key, temperature, **options)
     for i in range(n):

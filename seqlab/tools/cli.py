@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import math
 import os
 import sys
 import traceback
@@ -177,17 +176,14 @@ def cmd_sample(argv: Sequence[str]) -> int:
         flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
 
     fv = parse("sample", argv, define)
-    if not math.isfinite(fv.temperature):  # nan passes absl's lower_bound: nothing sampled
-        raise UsageError(
-            f"--temperature={fv.temperature} must be a finite number >= 0 (0 = greedy)"
-        )
     import jax
 
-    from seqlab.models.generate import generate_chunks
+    from seqlab.models.generate import check_temperature, generate_chunks
     from seqlab.run import load_run
     from seqlab.run.memory import check_sample_meta
     from seqlab.tools import sampling
 
+    check_temperature(fv.temperature, flag="--")  # nan passes absl's lower_bound
     if fv.prime is not None and not fv.prime:
         raise UsageError("--prime must not be empty")
     meta = sampling.saved_meta(fv.workdir)  # the flags are checked before any array is read

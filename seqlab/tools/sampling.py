@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from seqlab.errors import UsageError
+from seqlab.models.generate import check_top_k
 from seqlab.tasks.corpora import Vocab
 
 #: the header line before each sample when there are several; ``HEADER.match`` finds them
@@ -55,8 +56,7 @@ def check_flags(
             "model (task.name=charlm)"
         )
     vocab = Vocab.from_dict(meta["vocab"])
-    if top_k > vocab.size:
-        raise UsageError(f"--top_k={top_k} exceeds the vocabulary size {vocab.size}")
+    check_top_k(top_k, vocab.size, flag="--")  # the check `seqlab.generate` makes
     seeds = int(config.get("num_seeds", 1))
     if not 0 <= replica < seeds:
         raise UsageError(f"--replica={replica} is out of range: the run has {seeds} seed(s)")
