@@ -103,18 +103,20 @@ def _memory(compiled: Any) -> dict[str, int]:
     return out
 
 
-def compile_step(fn: Any, args: tuple, what: str) -> tuple[Any, float]:
-    """``fn.lower(*args).compile()`` and its seconds; XLA's RESOURCE_EXHAUSTED -> OutOfMemory."""
+def compile_step(fn: Any, args: tuple, what: str) -> tuple[Any, Any, float]:
+    """(lowered, compiled, seconds) of ``fn.lower(*args).compile()``; XLA's
+    RESOURCE_EXHAUSTED -> OutOfMemory."""
     t0 = time.perf_counter()
     try:
-        compiled = fn.lower(*args).compile()
+        lowered = fn.lower(*args)
+        compiled = lowered.compile()
     except Exception as e:
         if not is_out_of_memory(e):
             raise
         text = " ".join(str(e).split())
         start = text.find("RESOURCE_EXHAUSTED")
         raise OutOfMemory(f"{what}: {text[max(start, 0) : max(start, 0) + 240]}") from None
-    return compiled, time.perf_counter() - t0
+    return lowered, compiled, time.perf_counter() - t0
 
 
 class OutOfMemory(Exception):
@@ -168,10 +170,10 @@ def analyze(config: Any, target: Target, run: dict[str, Any]) -> dict[str, Any]:
         ),
     }
     for what, (fn, args, local) in steps.items():
-        compiled, secs = compile_step(fn, args, f"{what} step")
+        lowered, compiled, secs = compile_step(fn, args, f"{what} step")
         cost = jaxpr_cost(jax.make_jaxpr(fn)(*local))  # one device's share of the step
         out[what] = _roofline(cost, _memory(compiled), target, secs)
-        out[what]["compiled"] = compiled
+        out[what].update(lowered=lowered, compiled=compiled)
     return out
 
 

@@ -96,6 +96,6 @@ def _write(path: str | None, result: dict[str, Any]) -> None:
     clean = {k: v for k, v in result.items() if k not in ("train", "eval")}
     for w in ("train", "eval"):
         if w in result:
-            clean[w] = {k: v for k, v in result[w].items() if k != "compiled"}
+            clean[w] = {k: v for k, v in result[w].items() if k not in ("lowered", "compiled")}
     with open(path, "w") as f:
         json.dump(clean, f, indent=1)

@@ -100,8 +100,25 @@ def _tpu_devices(gen: str, topo: str, slices: int) -> list[Any]:
         return topologies.get_topology_desc(f"{gen}:{topo}", "tpu", **kw).devices
 
 
+def _cuda_plugin() -> None:
+    """Registers the CUDA plugin's compile-only topology if JAX started without it (its
+    CUDA version check fails where no CUDA libraries are installed; compiling needs none)."""
+    from jax._src import xla_bridge as xb
+
+    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+    if "cuda" in getattr(xb, "_topology_factories", {"cuda": None}):
+        return
+    try:
+        import jax_plugins.xla_cuda12 as plugin
+    except ImportError:
+        raise RuntimeError("the CUDA plugin (jax-cuda12-plugin) is not installed") from None
+    plugin.initialize()
+
+
 def _gpu_devices(gen: str, count: str, slices: int) -> list[Any]:
     from jax.experimental import topologies
+
+    _cuda_plugin()
 
     spec = GPU_SPECS[gen].read_text()
     return topologies.get_topology_desc(
@@ -118,8 +135,6 @@ def make(name: str, slices: int = 1) -> Target:
         devs = jax.devices("cpu")
         chip = Chip(devs[0].device_kind, "cpu", 0.0, 0.0, 0.0, "measured: seqlab.tools.plan")
         return Target(name, chip, devs)
-    if gen == "h100":
-        os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # no CUDA libraries here
     try:
         devs = (_tpu_devices if CHIPS[gen].platform == "tpu" else _gpu_devices)(gen, topo, slices)
     except (RuntimeError, NotImplementedError, ValueError) as e:
