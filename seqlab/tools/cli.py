@@ -40,6 +40,8 @@ commands:
   tune    --config FILE.py[:ARG] --workdir DIR --trials N [--storage URL] [--parallel K]
           [--pruner median|halving|none] [--config.KEY=VALUE ...]
           (an Optuna study over the config's get_search_space(); re-running resumes)
+  study   --config FILE.py[:ARG] --workdir DIR --arms KEY=V1+V2 --trials N --seeds K
+          (each arm tuned alike, best retrained with K seeds: CIs, Welch/Holm, ordering)
   report  DIR                      (table, CSV and figures of the runs under DIR)
   inspect --workdir DIR [--text FILE | --split val] [--out DIR] [--max_chars N]
           (an HTML page of what the model's units and gates do, plus PNGs)
@@ -345,8 +347,16 @@ def cmd_tune(argv: Sequence[str]) -> int:
     return tune(argv)
 
 
+def cmd_study(argv: Sequence[str]) -> int:
+    """``seqlab study``: arms tuned alike, retrained with seeds, compared with intervals."""
+    from seqlab.tools.tune_cmd import cmd_study as study
+
+    return study(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "tune": cmd_tune,
+    "study": cmd_study,
     "bench": cmd_bench,
     "sweep": cmd_sweep,
     "report": cmd_report,

@@ -183,6 +183,7 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+    warnings.filterwarnings("ignore", module="subprocess")  # fork with threads: trials exec at once
 
 
 def run_tune(t: Tune) -> Any:

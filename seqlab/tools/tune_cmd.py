@@ -1,4 +1,5 @@
-"""``seqlab tune`` and ``seqlab study``: flags -> ``seqlab.tools.tune`` / ``study``.
+"""``seqlab tune`` and ``seqlab study``: flags -> ``seqlab.tools.tune`` / ``study``
+(``seqlab study``'s flags: see ``seqlab.tools.study``).
 
     seqlab tune --config FILE.py[:ARG] --workdir DIR --trials N [--storage URL] [--parallel K]
                 [--study NAME] [--space ARG] [--pruner median|halving|none]
@@ -23,6 +24,7 @@ from seqlab.tools.flags import parse, split_own
 
 OWN = {"--config", "--workdir", "--trials", "--storage", "--parallel", "--study", "--space"}
 OWN |= {"--pruner", "--startup_trials", "--help", "-h"}
+STUDY_OWN = OWN | {"--arms", "--seeds"}
 
 
 def define_tune(fv: flags.FlagValues) -> None:
@@ -91,4 +93,71 @@ def cmd_tune(argv: Sequence[str]) -> int:
     out = summary(study, t)
     write_json(os.path.join(t.workdir, "tune.json"), out, indent=1)
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_study(argv: Sequence[str]) -> int:
+    """Each arm tuned with the same budget, its best retrained with K seeds, then statistics."""
+    mine, passthrough = split_own(argv, STUDY_OWN, {"--help", "-h"})
+
+    def define(fv: flags.FlagValues) -> None:
+        define_tune(fv)
+        flags.DEFINE_string("arms", None, "KEY=V1+V2+...: the arms compared", flag_values=fv)
+        flags.DEFINE_integer("seeds", 5, "seeds per arm's retrain", lower_bound=1, flag_values=fv)
+
+    fv = parse("study", mine, define)
+    from types import SimpleNamespace
+
+    from seqlab.tasks import complete_config
+    from seqlab.tools import study as st
+    from seqlab.tools.sweep import _parse_train, make_sweep_dir
+    from seqlab.tools.tune import TRIALS_DIR, run_tune
+
+    if fv.arms is None or fv.workdir is None:
+        raise UsageError("--arms and --workdir are required (seqlab study --help)")
+    key, values = st.parse_arms(fv.arms)
+    make_sweep_dir(fv.workdir)
+    base = fv.study or os.path.basename(fv.workdir.rstrip("/")) or "study"
+    tunes, studies = {}, {}
+    for v in values:  # every arm's config and space, checked before any trains
+        over = [*passthrough, f"--config.{key}={v}"]
+        spec = SimpleNamespace(
+            **{n: getattr(fv, n) for n in ("config", "trials", "storage", "parallel")},
+            **{n: getattr(fv, n) for n in ("space", "pruner", "startup_trials")},
+            workdir=os.path.join(fv.workdir, "arms", v),
+            study=f"{base}-{v}",
+        )
+        tunes[v] = make_tune(spec, over)
+        if key in tunes[v].space:
+            raise UsageError(f"{key} is both an arm and searched; drop it from one")
+    steps = int(
+        complete_config(_parse_train(["--config", fv.config, *passthrough])).train.num_steps
+    )
+    b = st.budget(tunes[values[0]], steps)
+    print(
+        f"study: {len(values)} arms of {key}; budget per arm: {b['trials']} trials of up to "
+        f"{steps} steps (pruner {b['pruner']}), then {fv.seeds} seeds"
+    )
+    record: dict[str, Any] = {"config": fv.config, "arm_key": key, "arms": values, "budget": b}
+    record.update(seeds=fv.seeds, best={}, steps_trained={})
+    scores: dict[str, list[float]] = {}
+    for v, t in tunes.items():
+        studies[v] = run_tune(t)
+        best = studies[v].best_trial
+        record["best"][v] = {"number": best.number, "value": best.value, "params": best.params}
+        trials = os.path.join(t.workdir, TRIALS_DIR)
+        subs = [os.path.join(trials, d) for d in sorted(os.listdir(trials))]
+        record["steps_trained"][v] = sum(st.trained_steps(s) for s in subs)
+        final = st.retrain(t, best.params, fv.seeds)
+        metric = t.metric.split("/", 1)[1]
+        split, scores[v] = st.seed_scores(final, metric, fv.seeds)
+        record.update(metric=metric, mode=t.mode, split=split)
+        print(
+            f"study: {v}: best trial {best.number} ({t.metric} {best.value:.4g}); test "
+            f"{metric} over {fv.seeds} seeds: {', '.join(f'{x:.4g}' for x in scores[v])}"
+        )
+    st.figure(
+        studies, os.path.join(fv.workdir, "lr_sensitivity.png"), record["metric"], record["mode"]
+    )
+    print(st.report(fv.workdir, record, scores))
     return 0
