@@ -54,6 +54,7 @@ commands:
 
 # -- commands --------------------------------------------------------------------------------
 SAMPLE_CHUNK = 4096  # `seqlab sample` generates this many steps per compiled call
+MAX_SAMPLE_LENGTH = 10**7  # minutes of generation on a CPU, not hours: a bound, not a hang
 
 
 def _inspect_at_eval(task: Any, model: Any, config: Any, workdir: str, step: int) -> None:
@@ -152,8 +153,9 @@ def cmd_sample(argv: Sequence[str]) -> int:
             "length",
             500,
             f"characters to generate (streamed; above {SAMPLE_CHUNK} a progress bar shows "
-            "on stderr)",
+            f"on stderr); at most {MAX_SAMPLE_LENGTH:,}",
             lower_bound=1,
+            upper_bound=MAX_SAMPLE_LENGTH,
             flag_values=fv,
         )
         flags.DEFINE_float(

@@ -295,9 +295,18 @@ def probe_report(root: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None
 def report(root: str, metric: str | None = None) -> str:
     """Writes DIR/report.md, DIR/report.csv and figures (and the probe's, when runs hold
     probe.json); returns the markdown."""
+    if os.path.isfile(root):
+        raise UsageError(f"{root} is a file; give the directory of a run or of a sweep")
     rows = collect(root)
     if not rows:
         raise UsageError(f"no runs under {root} (looked for config.json + metrics.jsonl)")
+    if metric is not None and not any(metric in r for r in rows):
+        have = sorted({k for r in rows for k in r if k.startswith(("eval/", "best/eval/"))})
+        raise UsageError(
+            f"--metric {metric!r}: no run under {root} has it; choose from {', '.join(have)}"
+            if have
+            else f"--metric {metric!r}: no run under {root} has eval metrics yet"
+        )
     try:
         return _write(root, rows, metric)
     except OSError as e:  # a read-only or full directory: nothing to report into
