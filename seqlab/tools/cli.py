@@ -253,8 +253,14 @@ def cmd_probe(argv: Sequence[str]) -> int:
     failed = sweep.failed_points(fv.config, fv.workdir, sweep_arg, fv.parallel, passthrough)
     if len(failed) < len(points):
         report(fv.workdir)
-        with open(os.path.join(fv.workdir, "probe.json")) as f:
-            print(probe_table(json.load(f)))
+        from seqlab.run import records
+
+        merged = records.read_json(os.path.join(fv.workdir, "probe.json"))
+        if merged is None:
+            raise RunError(
+                f"no run under {fv.workdir} left a readable probe.json; see each point's train.log"
+            )
+        print(probe_table(merged))
         print(f"figures: {fv.workdir}/grad_vs_distance.png, {fv.workdir}/grad_heatmap.png")
     return sweep.say_failed("probe", failed)
 
@@ -285,7 +291,9 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     if fv.wandb:
         sweep.make_sweep_dir(fv.workdir)
         path = os.path.join(fv.workdir, "wandb_sweep.yaml")
-        with open(path, "w") as f:
+        from seqlab.run.writers import atomic_open
+
+        with atomic_open(path) as f:
             f.write(sweep.wandb_sweep_yaml(fv.config, fv.workdir, points))
         print(
             f"wrote {path} ({len(points)} points). Start it with:\n"

@@ -262,10 +262,11 @@ def run_sweep(
     """Runs every point not yet finished; returns {point name: status}. The sweep holds its
     directory (``DIR/.lock``, as a workdir is held) until it ends: a second sweep on it stops
     at once with one line naming the first."""
-    from seqlab.run.workdir import WorkdirLock
+    from seqlab.run.workdir import WorkdirLock, prepare_workdir
 
     points = load_sweep(config, sweep_arg)
     make_sweep_dir(workdir)
+    prepare_workdir(workdir)  # writable, with room: one line if not
     with WorkdirLock(workdir, "seqlab sweep"):
         return _run_points(config, workdir, points, parallel, extra, log)
 
