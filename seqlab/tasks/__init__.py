@@ -77,7 +77,7 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
 def complete_config(config: ConfigDict | dict, *, saved: bool = False) -> ConfigDict:
     """``config`` over its task's full defaults (``seqlab.tasks.task_config``): every key the
     code reads is present. Keys ``MOVED`` since are renamed. With ``saved`` (a config from an
-    older checkpoint), each key filled from the defaults is named in one log line."""
+    older checkpoint), the keys filled from the defaults are named in one log line."""
     given = _leaves(config.to_dict() if isinstance(config, ConfigDict) else dict(config))
     for old, new in MOVED.items():
         if old in given:
@@ -91,13 +91,13 @@ def complete_config(config: ConfigDict | dict, *, saved: bool = False) -> Config
         for part in sections:
             node = node.setdefault(part, {})
         node[leaf] = value
-    if saved:
-        for key in sorted(set(defaults) - set(given)):
-            log.warning(
-                "the saved config has no %s (it predates that key); using the default %r",
-                key,
-                defaults[key],
-            )
+    if saved and (filled := sorted(set(defaults) - set(given))):  # one line, however many
+        log.warning(
+            "the saved config predates %s; using the default%s: %s",
+            f"{len(filled)} key(s)" if len(filled) > 1 else "a key",
+            "s" if len(filled) > 1 else "",
+            ", ".join(f"{k}={defaults[k]!r}" for k in filled),
+        )
     return ConfigDict(merged)
 
 
