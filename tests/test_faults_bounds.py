@@ -103,3 +103,20 @@ def test_too_little_text_is_said_on_the_page_and_stderr(tmp_path, tmp_path_facto
     text.write_text("to be or not to be, " * 12)  # 240 characters: no note
     assert main([str(a) for a in argv]) == 0
     assert "too little text" not in capsys.readouterr().err
+
+
+def test_an_older_saved_config_is_one_warning_line(caplog):
+    """Every key added since a run was saved is filled from the defaults: one line names them
+    all (one line each put screens of warnings before a refusal)."""
+    import logging
+
+    from seqlab.tasks import complete_config, task_config
+
+    config = task_config("charlm").to_dict()
+    for key in ("num_layers", "hidden_size", "dropout"):
+        del config["model"][key]
+    with caplog.at_level(logging.WARNING, logger="seqlab"):
+        done = complete_config(config, saved=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "predates 3 key(s)" in line and "model.hidden_size=" in line, line
+    assert done.model.hidden_size == task_config("charlm").model.hidden_size
