@@ -48,9 +48,9 @@ def test_two_workers_share_one_study_and_each_trial_runs_once(postgres, tmp_path
     name, n = _study(), 3
     extra = ["--storage", postgres, "--study", name, "--pruner", "none"]
     workers = []
-    for w in ("a", "b"):  # two machines: each its own workdir, one database
+    for w, k in (("a", "2"), ("b", "1")):  # two machines, one database; a runs 2 at a time
         log = str(tmp_path / f"{w}.log")
-        workers.append((tu.start(str(tmp_path / w), n, *extra, log=log), log))
+        workers.append((tu.start(str(tmp_path / w), n, *extra, "--parallel", k, log=log), log))
     for proc, log in workers:
         tu.wait(proc, log)
     study = tu.load(postgres, name)

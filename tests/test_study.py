@@ -1,0 +1,105 @@
+"""``seqlab study``: arms, the report and its figure; then the command end to end on the
+smallest real runs (two arms, one trial each, two seeds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+
+import optuna
+import pytest
+
+try:
+    from tests import tune_util as tu
+except ImportError:  # pytest run from inside tests/
+    import tune_util as tu
+
+from seqlab.errors import UsageError
+from seqlab.tools import study as st
+
+
+def test_arms_parse_or_say_how_in_one_line():
+    assert st.parse_arms("model.cell=rnn+lstm+gru") == ("model.cell", ["rnn", "lstm", "gru"])
+    for bad in ("model.cell", "model.cell=rnn", "model.cell=rnn+rnn", "=rnn+gru"):
+        with pytest.raises(UsageError, match="two or more distinct values") as e:
+            st.parse_arms(bad)
+        assert "\n" not in str(e.value)
+
+
+def _study(values: list[tuple[float, float | None, dict[int, float]]]) -> optuna.Study:
+    s = optuna.create_study(direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    for x, value, inter in values:
+        done = value is not None
+        state = optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED
+        s.add_trial(
+            optuna.trial.create_trial(
+                params={"optim.learning_rate": x},
+                distributions={"optim.learning_rate": lr},
+                value=value,
+                state=state,
+                intermediate_values=inter,
+            )
+        )
+    return s
+
+
+def test_report_tables_csv_json_and_figure(tmp_path):
+    studies = {
+        "rnn": _study([(1e-3, 0.3, {100: 0.3}), (1e-2, None, {100: 0.1})]),
+        "gru": _study([(3e-3, 0.9, {100: 0.9}), (3e-2, 0.8, {100: 0.8})]),
+    }
+    pts = st.trial_points(studies["rnn"], "optim.learning_rate")
+    assert pts == [(1e-3, 0.3, "COMPLETE"), (1e-2, 0.1, "PRUNED")]  # pruned: its last value
+    st.figure(studies, str(tmp_path / "lr_sensitivity.png"), "accuracy", "max")
+    assert (tmp_path / "lr_sensitivity.png").stat().st_size > 10_000
+    scores = {"rnn": [0.30, 0.32, 0.28], "gru": [0.90, 0.91, 0.89]}
+    record = {
+        "config": "configs/mnist1d.py",
+        "arm_key": "model.cell",
+        "budget": {"trials": 2, "steps_per_trial": 500, "pruner": "median"},
+        "steps_trained": {"rnn": 600, "gru": 1000},
+        "seeds": 3,
+        "metric": "accuracy",
+        "mode": "max",
+        "split": "the test split",
+        "best": {
+            "rnn": {"number": 0, "value": 0.3, "params": {"optim.learning_rate": 1e-3}},
+            "gru": {"number": 0, "value": 0.9, "params": {"optim.learning_rate": 3e-3}},
+        },
+    }
+    md = st.report(str(tmp_path), record, scores)
+    assert "**gru > rnn**" in md and "2 trials of up to 500 steps" in md
+    assert "rnn 600, gru 1000" in md and "| rnn vs gru |" in md
+    with open(tmp_path / "study.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["arm"] for r in rows] == ["rnn", "gru"] and float(rows[1]["ci95_low"]) < 0.9
+    with open(tmp_path / "study.json") as f:
+        assert json.load(f)["ordering"] == "gru > rnn"
+    assert os.path.exists(tmp_path / "study.md")
+
+
+@pytest.mark.slow
+def test_study_end_to_end_on_a_generated_task(tmp_path, capsys):
+    from seqlab.tools.cli import main
+
+    wd = str(tmp_path / "s")
+    argv = ["study", "--config", tu.CONFIG, "--workdir", wd, "--arms", "model.cell=rnn+gru"]
+    argv += ["--trials", "1", "--seeds", "2", "--config.train.num_steps=10"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 trials of up to 10 steps" in out and "a fresh eval set (task.eval_seed=1000)" in out
+    with open(os.path.join(wd, "study.json")) as f:
+        record = json.load(f)
+    assert set(record["scores"]) == {"rnn", "gru"} and len(record["scores"]["rnn"]) == 2
+    assert sorted(re.split(r" [>~] ", record["ordering"])) == ["gru", "rnn"]
+    for arm in ("rnn", "gru"):
+        final = os.path.join(wd, "arms", arm, "final")
+        with open(os.path.join(final, "config.json")) as f:
+            config = json.load(f)
+        assert config["model"]["cell"] == arm and config["num_seeds"] == 2
+        best = record["best"][arm]["params"]["optim.learning_rate"]
+        assert config["optim"]["learning_rate"] == pytest.approx(best)  # the best, retrained
+    assert os.path.getsize(os.path.join(wd, "lr_sensitivity.png")) > 10_000
