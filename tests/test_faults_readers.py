@@ -193,3 +193,21 @@ def test_train_resumes_over_damaged_files_and_refuses_before_rewriting(tmp_path,
     assert os.path.exists(wd / "samples.jsonl.skipped")
     shutil.rmtree(wd)
     fu.count("malformed_tried", 3)
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff\xfe\x00", b"", b"two words", b"a" * 300, b"id/../../etc"]
+)
+def test_a_damaged_wandb_id_is_set_aside(tmp_path, caplog, content):
+    from seqlab.run.writers import saved_run_id
+
+    path = tmp_path / "wandb_id.txt"
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="seqlab"):
+        assert saved_run_id(str(path)) is None
+    assert (tmp_path / "wandb_id.txt.unreadable").read_bytes() == content
+    assert len(caplog.records) == 1
+    path.write_text("3f2a9c01be7d\n")
+    assert saved_run_id(str(path)) == "3f2a9c01be7d"
+    assert saved_run_id(str(tmp_path / "missing.txt")) is None
+    fu.count("malformed_tried")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -158,6 +159,28 @@ def auto_tags(config: ConfigDict) -> list[str]:
     return [f"cell:{config.model.cell}", f"task:{config.task.name}", f"T:{config.data.seq_len}"]
 
 
+def saved_run_id(path: str) -> str | None:
+    """The W&B run id a resumed run continues (WORKDIR/wandb_id.txt), or None: missing, or
+    damaged (not a short [A-Za-z0-9_-] id), when one warning line says it is set aside."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(200)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        records.log.warning("%s: cannot be read (%s); a new W&B run id is used", path, e)
+        return None
+    text = raw.decode("utf-8", errors="replace").strip()
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        return text
+    with contextlib.suppress(OSError):
+        os.replace(path, path + ".unreadable")
+    records.log.warning(
+        "%s does not hold a W&B run id; moved to %s.unreadable, a new run id is used", path, path
+    )
+    return None
+
+
 class WandbWriter(Writer):
     """W&B run in the workdir; the run id is kept in the workdir so a resume continues it.
     If W&B cannot be reached the run falls back to offline mode and training goes on."""
@@ -171,12 +194,10 @@ class WandbWriter(Writer):
 
         self.wandb = wandb
         id_path = os.path.join(workdir, "wandb_id.txt")
-        if os.path.exists(id_path):
-            with open(id_path) as f:
-                run_id = f.read().strip()
-        else:
+        run_id = saved_run_id(id_path)
+        if run_id is None:
             run_id = secrets.token_hex(6)  # any [a-z0-9] id; kept so a resume continues it
-            with open(id_path, "w") as f:
+            with atomic_open(id_path) as f:
                 f.write(run_id)
         w = config.wandb
         kwargs = dict(
