@@ -67,9 +67,11 @@ def parse(name: str) -> tuple[str, str, int]:
     return m.group(1), m.group(2) or "", 1
 
 
-#: libtpu, loaded off Cloud TPU, probes for a slice's settings and logs when they are missing;
-#: set only while it loads (TPU_WORKER_HOSTNAMES must not leak: seqlab.run.mesh reads it)
+#: libtpu, loaded off Cloud TPU, probes for a slice's settings and logs when they are missing,
+#: and takes /tmp/libtpu_lockfile, refusing a second process (two plans, pytest -n 2); set
+#: only while it loads (TPU_WORKER_HOSTNAMES must not leak: seqlab.run.mesh reads it)
 QUIET_LIBTPU = {
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",
     "TPU_SKIP_MDS_QUERY": "1",
     "TPU_ACCELERATOR_TYPE": "v5litepod-8",
     "TPU_WORKER_HOSTNAMES": "localhost",
