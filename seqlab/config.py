@@ -124,6 +124,9 @@ def base_config() -> ConfigDict:
 
     c.probe = ConfigDict()
     c.probe.every = 0  # steps between gradient-norm probes during training (0 = off)
+    # state: ||dL/dh_t|| of each layer's recurrent state (cells); residual: ||dL/dx_t|| of each
+    # layer's input, the residual stream (every mixer, attention included): seqlab.run.probe
+    c.probe.quantity = "state"
 
     c.inspect = ConfigDict()
     # steps between `seqlab inspect` pages at evals (seqlab.tools.inspect.log_page: the page

@@ -135,8 +135,10 @@ def _cell_walk(layer: Any, x: Array, carry0: Any) -> Walk:
             y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
         return new_c, y
 
-    if not jnp.issubdtype(x.dtype, jnp.inexact):  # token ids: the bottom layer
-        return Walk(step, cell.project(x), carry0, bool(layer.reverse), cell.hidden)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):  # token ids: the bottom layer; cotangents
+        w_x = cell.w_x[...]  # of the one-hot input are those of onehot(x) @ w_x: du @ w_x^T
+        to_onehot = lambda du: (jnp.matmul(du, w_x.T.astype(du.dtype)),)
+        return Walk(step, cell.project(x), carry0, bool(layer.reverse), cell.hidden, to_onehot)
     xp, to_input = jax.vjp(cell.project, x)
     return Walk(step, xp, carry0, bool(layer.reverse), cell.hidden, to_input)
 
@@ -274,9 +276,11 @@ class Tap:
         self._out = self._y
         return self._y, self._carry
 
-    def _backprop(self, dy: Scaled, dcarry: Any) -> tuple[Array, Scaled | None]:
+    def _backprop(
+        self, dy: Scaled, dcarry: Any, bottom_input: bool = False
+    ) -> tuple[Array, Scaled | None]:
         """log g (B, T) of the (first) walk, and the input's scaled cotangents (None for the
-        bottom layer, whose input is not needed)."""
+        bottom layer unless ``bottom_input``: only the residual quantity needs it)."""
         if len(self._walks) == 1:
             parts, dcs = [dy], [dcarry]
         elif self._layer.merge == "concat":
@@ -285,7 +289,7 @@ class Tap:
             dcs = list(dcarry)
         else:
             parts, dcs = [dy, dy], list(dcarry)
-        need = self._below is not None
+        need = self._below is not None or bottom_input
         res = [
             run_backward(w, d, unit(c), self._lengths, need)
             for w, d, c in zip(self._walks, parts, dcs, strict=True)
@@ -318,10 +322,21 @@ def tap_stack(model: Any) -> tuple[Any, list[Tap]]:
     return copy, taps
 
 
-def log10_grad_norms(model: Any, task: Any, batch: dict[str, Array]) -> Array:
-    """(num_layers, T) array of log10 g_t, g averaged over the batch (forward direction of a
-    bidirectional layer); -inf where g is exactly 0 (padded steps of every example). Pure in
-    the model's parameters: jit it."""
+#: what the probe measures: ``state`` g_t = ||dL/dh_t|| of each layer's recurrent state;
+#: ``residual`` ||dL/dx_t|| of each layer's input x_t (the residual stream of a block stack;
+#: the one-hot vector for a bare bottom layer on tokens): defined for every sequence mixer
+QUANTITIES = ("state", "residual")
+
+
+def log10_grad_norms(
+    model: Any, task: Any, batch: dict[str, Array], quantity: str = "state"
+) -> Array:
+    """(num_layers, T) array of log10 g_t (``QUANTITIES``), g averaged over the batch (forward
+    direction of a bidirectional layer); -inf where g is exactly 0 (padded steps of every
+    example). Needs mixers with a recurrent state (``provides``: state). Pure in the model's
+    parameters: jit it."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown probe quantity {quantity!r}; choose one of {QUANTITIES}")
     copy, taps = tap_stack(model)
     task.loss(copy, batch, carry=None)  # record: forward once, carries saved
     if any(t._out is None for t in taps):
@@ -336,11 +351,17 @@ def log10_grad_norms(model: Any, task: Any, batch: dict[str, Array]) -> Array:
 
     direct = jax.grad(loss)(deltas0)  # per-step gradients, the recurrence cut
     rows: list[Array] = []
+    inputs: list[Array] = []  # log ||dL/dx|| (B, T) of each layer's input, top layer first
     above: Scaled | None = None
-    for t, (gy, gc) in zip(reversed(taps), reversed(direct), strict=True):
+    for i, (t, (gy, gc)) in enumerate(zip(reversed(taps), reversed(direct), strict=True)):
         dy = unit(gy, 2)
         if above is not None:
             dy = add(dy, above, 2)
-        log_g, above = t._backprop(dy, gc)
+            inputs.append(dy[0])  # the total cotangent of this layer's output: the next
+        bottom = quantity == "residual" and i == len(taps) - 1  # layer's input
+        log_g, above = t._backprop(dy, gc, bottom_input=bottom)
         rows.append(log_mean(log_g, axis=0) / math.log(10))
+    if quantity == "residual":
+        inputs.append(above[0])
+        rows = [log_mean(lg, axis=0) / math.log(10) for lg in inputs]
     return jnp.stack(rows[::-1])

@@ -146,7 +146,11 @@ def _train_and_evaluate(
     )
     if latest is not None:
         progress.write(f"resumed from {workdir} at step {start}")
-    prober = Prober(mdef, task, dmesh.put_local_batch) if config.probe.every > 0 else None
+    prober = (
+        Prober(mdef, task, dmesh.put_local_batch, quantity=str(config.probe.quantity))
+        if config.probe.every > 0
+        else None
+    )
     probe_path = os.path.join(workdir, "probe.json")
     if prober is not None and latest is not None:  # damaged: set aside, probed anew
         prober.results = records.read_json(probe_path, set_aside=pi == 0) or {}

@@ -1,5 +1,14 @@
 """The gradient-norm probe: g_t = ||dL/dh_t|| for every position t, per layer, in log10.
 
+Two quantities (``probe.quantity``, ``logprobe.QUANTITIES``): ``state``, ||dL/dh_t|| of each
+layer's recurrent state (mixers that provide a state), and ``residual``, ||dL/dx_t|| of each
+layer's input (the residual stream of a block stack), defined for every sequence mixer, so
+the recurrences' decay and attention's sit in one figure. ``probe_log10`` asks the mixers
+what they provide: with a recurrent state, both run on the exact log-space path below; a
+stack without one (attention) is probed for ``residual`` by plain autodiff
+(``residual_grad_norms``: attention's gradient reaches x_t through at most ``num_layers``
+Jacobians per path, not a product over T steps, so float32 holds it).
+
 The probe itself is ``seqlab.run.logprobe.log10_grad_norms``: an exact backward recursion
 that carries every cotangent as (log-scale, unit vector), so g_t never underflows (at T =
 10,000 a vanilla RNN's g_1/g_T is far below any float's range; its log10 is not).
@@ -24,10 +33,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from seqlab.errors import RunError
 from seqlab.recurrence import Bidirectional, RNNStack
+from seqlab.recurrence.blocks import layer_provides
 from seqlab.recurrence.layers import perturbed
-from seqlab.run.logprobe import find_stack, log10_grad_norms
+from seqlab.run.logprobe import QUANTITIES, find_stack, log10_grad_norms
 
 Array = jax.Array
 __all__ = [
@@ -37,6 +49,8 @@ __all__ = [
     "find_stack",
     "grad_norms",
     "log10_curve",
+    "probe_log10",
+    "residual_grad_norms",
     "summarize_curve",
 ]
 
@@ -78,6 +92,64 @@ def autodiff_grad_norms(model: Any, task: Any, batch: dict[str, Array], length: 
         g = g[0] if isinstance(g, tuple) else g
         rows.append(jnp.mean(jnp.linalg.norm(g, axis=-1), axis=0))  # (T,)
     return jnp.stack(rows)
+
+
+class _Nudge:
+    """Stands in for one layer of a copy of the stack: adds ``eps`` to its input (token ids
+    first become their one-hot vectors, which a recurrent layer's projection reads alike)."""
+
+    def __init__(self, layer: Any):
+        self._layer, self.eps, self.like = layer, None, None
+
+    def __getattr__(self, name: str) -> Any:
+        if "_layer" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["_layer"], name)
+
+    def __call__(self, x: Array, **kw: Any) -> Any:
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            cell = getattr(self._layer, "forward", self._layer).cell
+            x = jax.nn.one_hot(x, cell.in_features, dtype=cell.w_x[...].dtype)
+        self.like = x
+        return self._layer(x if self.eps is None else x + self.eps, **kw)
+
+
+def residual_grad_norms(model: Any, task: Any, batch: dict[str, Array]) -> Array:
+    """(num_layers, T) log10 ||dL/dx_t|| of each layer's input, batch-averaged, by autodiff
+    (any mixer; -inf where exactly 0). Pure in the parameters: jit it."""
+    copy = nnx.merge(*nnx.split(model))
+    stack = find_stack(copy)
+    nudges = [_Nudge(layer) for layer in stack.layers]
+    for i, n in enumerate(nudges):
+        stack.layers[i] = n
+    task.loss(copy, batch, carry=None)  # the inputs' shapes
+    eps0 = [jnp.zeros_like(n.like) for n in nudges]
+
+    def loss_sum(eps):
+        for n, e in zip(nudges, eps, strict=True):
+            n.eps = e
+        _, (metrics, _) = task.loss(copy, batch, carry=None)
+        return metrics["loss"][0]
+
+    grads = jax.grad(loss_sum)(eps0)
+    with np.errstate(divide="ignore"):
+        return jnp.stack([jnp.log10(jnp.mean(jnp.linalg.norm(g, axis=-1), 0)) for g in grads])
+
+
+def probe_log10(model: Any, task: Any, batch: dict[str, Array], quantity: str = "state") -> Array:
+    """(num_layers, T) log10 of ``quantity`` (module doc), on the log-space path where every
+    layer's mixer provides a recurrent state, else (residual only) by autodiff."""
+    if quantity not in QUANTITIES:
+        raise RunError(f"probe.quantity={quantity!r}: choose one of {QUANTITIES}")
+    stateful = all("state" in layer_provides(layer) for layer in find_stack(model).layers)
+    if stateful:
+        return log10_grad_norms(model, task, batch, quantity)
+    if quantity == "state":
+        raise RunError(
+            "probe.quantity=state needs a recurrent state, and this model's mixer has none "
+            "(attention): set probe.quantity=residual (||dL/dx_t||, defined for every mixer)"
+        )
+    return residual_grad_norms(model, task, batch)
 
 
 def grad_norms(model: Any, task: Any, batch: dict[str, Array], length: int | None = None) -> Array:
@@ -125,10 +197,11 @@ def summarize_curve(log10_g: np.ndarray, horizon_factor: float = 1e-3) -> dict[s
 class Prober:
     """Probes one run at chosen steps on a fixed batch; results keyed ``layer_k/step_s``."""
 
-    def __init__(self, mdef: Any, task: Any, put: Any = jax.device_put):
+    def __init__(self, mdef: Any, task: Any, put: Any = jax.device_put, quantity: str = "state"):
         self.task = task
         self.batch = put(task.train_batch(0))
-        self._fn = jax.jit(lambda p, b: log10_grad_norms(mdef.merge(p), task, b))
+        self.quantity = quantity
+        self._fn = jax.jit(lambda p, b: probe_log10(mdef.merge(p), task, b, quantity))
         self.results: dict[str, dict[str, Any]] = {}
 
     def __call__(self, step: int, params: Any) -> dict[str, float]:

@@ -19,6 +19,7 @@ from seqlab.models.inputs import EMBED_INITS, TOKEN_INPUT_KINDS
 from seqlab.recurrence import BACKENDS
 from seqlab.recurrence.blocks import BLOCK_OUTS, BLOCKS
 from seqlab.recurrence.layers import resolve_block
+from seqlab.run.logprobe import QUANTITIES
 from seqlab.run.optim import CLIPS, OPTIMIZERS, SCHEDULES
 from seqlab.run.writers import WANDB_MODES
 from seqlab.tasks import MOVED, TASKS, get_task_class, task_config
@@ -210,6 +211,7 @@ def validate(c: ConfigDict) -> None:
     ):
         _check(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
     _optim(c.optim)
+    _one_of("probe.quantity", c.probe.quantity, QUANTITIES)
     _one_of("train.on_nonfinite", c.train.on_nonfinite, ON_NONFINITE)
     _check(
         c.train.explode_factor >= 0,
