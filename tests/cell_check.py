@@ -67,6 +67,7 @@ def check_engines(cell, ref_step, xs, carry0, engines, reverse, tol=1e-10) -> No
     y_ref, c_ref = ref_run(ref_step, xs, carry0, LENGTHS, reverse)
     for backend, chunk in engines:
         layer = Recurrent(cell, backend=backend, chunk_size=chunk, reverse=reverse)
+        assert backend != "parallel" or layer.engine in ("parallel", "chunked")
         y, c = layer(jnp.asarray(xs), lengths=jnp.asarray(LENGTHS), initial_carry=carry0)
         np.testing.assert_allclose(np.asarray(y), y_ref, rtol=tol, atol=tol)
         for a, r in zip(jax.tree.leaves(c), jax.tree.leaves(c_ref), strict=True):

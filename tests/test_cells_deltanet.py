@@ -1,7 +1,7 @@
 """DeltaNet and Gated DeltaNet against a float64 NumPy reference of the delta rule written
 per head as S <- alpha S (I - c beta k k^T) + beta v k^T (c = 2 with negative eigenvalues):
-lengths, reverse, a nonzero initial state, gradients against finite differences, the probe,
-parameter counts."""
+on the sequential scan and the chunked parallel form: lengths, reverse, a nonzero initial
+state, gradients against finite differences, the probe, parameter counts."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from tests.cell_check import (
 )
 
 F, H, NH = 3, 4, 2
+#: sequential; chunked parallel form as one chunk and in chunks of 3 (T = 7: a ragged end)
+ENGINES = [("scan", 0), ("parallel", 0), ("parallel", 3)]
 D = H // NH
 KINDS = [
     ("deltanet", False),
@@ -88,16 +90,17 @@ def test_matches_the_delta_rule(kind: str, negative: bool) -> None:
     xs = np.random.default_rng(2).standard_normal((B, T, F))
     step = ref_step_for(kind, negative, params_np(cell))
     reverse = kind == "deltanet"
-    check_engines(cell, step, xs, random_carry(cell, 3), [("scan", 0)], reverse)
+    check_engines(cell, step, xs, random_carry(cell, 3), ENGINES, reverse)
 
 
+@pytest.mark.slow
 def test_gradients_match_finite_differences() -> None:
     """Gated, with negative eigenvalues: every term of both cells is on the path."""
     cell = make("gated_deltanet", True, seed=4)
     xs = np.random.default_rng(5).standard_normal((B, T, F))
     step = ref_step_for("gated_deltanet", True, params_np(cell))
     idxs = [(0, 0, 0), (1, 3, 2), (0, 6, 1)]
-    check_gradients(cell, step, xs, random_carry(cell, 6), [("scan", 0)], idxs)
+    check_gradients(cell, step, xs, random_carry(cell, 6), ENGINES, idxs)
 
 
 def test_negative_eigenvalues_reflect_along_k() -> None:

@@ -26,6 +26,8 @@ from seqlab.config import DEFAULTS
 
 class DeltaNetCell(MatrixCell):
     gated: bool = False
+    #: ``backend=parallel``: the chunked form (seqlab.recurrence.chunked)
+    PROVIDES = MatrixCell.PROVIDES | {"parallel"}
 
     def projection_width(self) -> int:
         return 3 * self.hidden_size + (2 if self.gated else 1) * self.num_heads

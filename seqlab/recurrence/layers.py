@@ -26,6 +26,7 @@ from seqlab.cells import CELLS, MIXERS, Carry, Cell, default_block, make_cell, m
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
+from seqlab.recurrence.chunked import run_chunked
 from seqlab.recurrence.cudnn import cudnn_unavailable, run_layer, say_fallback
 from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
 from seqlab.recurrence.mamba_block import MambaBlock
@@ -42,6 +43,7 @@ ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {
     "scan": run_cell,
     "fast": run_cell_fast,
     "parallel": run_linear,
+    "chunked": run_chunked,  # a delta-rule cell's chunked parallel form (``chunked.py``)
 }
 #: what ``backend`` (``config.model.backend``) may ask for: ``scan`` the sequential autodiff
 #: engine (every cell); ``parallel`` a linear cell's associative scan (``chunk_size``);
@@ -68,6 +70,8 @@ def resolve_backend(cell: Cell, backend: str) -> str:
         if backend == "fast":
             return "scan" if jax.default_backend() == "cpu" else "parallel"
         return backend
+    if backend == "parallel" and "parallel" in cell.PROVIDES:  # a matrix state's chunked form
+        return "chunked"
     if backend == "parallel":
         raise ValueError(
             f"backend='parallel' is for linear recurrences; {type(cell).__name__} is not one"
