@@ -161,6 +161,7 @@ def analyze(config: Any, target: Target, run: dict[str, Any]) -> dict[str, Any]:
     cut = lambda tree: per_device(tree, n, rows)  # the batch and the carry: rows split n ways
     local_state = {**run["state"], "carry": cut(run["state"]["carry"])}
     eval_rows = jax.tree.leaves(run["eval_batch"])[0].shape[0]
+    dmesh.check_batch(eval_rows, "task.eval_batch_size")  # as seqlab.run.loop checks it
     steps = {
         "train": (train, (state, batch, key), (local_state, cut(run["batch"]), key)),
         "eval": (
@@ -253,11 +254,13 @@ def describe(r: dict[str, Any], shrink: str) -> list[str]:
         s, m = r[what], r[what]["memory"]
         fit = "" if s["fits"] is None else (" fits" if s["fits"] else " DOES NOT FIT; " + shrink)
         where = "free host memory" if r["chip"] == "cpu" else "HBM"
+        # XLA's TPU analysis counts HBM only: small temporaries kept on chip show as 0
+        temp = "HBM temporaries" if "TPU" in r["chip"] else "temporaries"
         hbm = f" of {gib(r['hbm_bytes'])} {where}:" if r["hbm_bytes"] else ""
         lines.append(
             f"{what} step (compiled in {s['compile_s']:.1f} s), per device: arguments "
             f"{gib(m['argument'])}, outputs {gib(m['output'])} (aliased {gib(m['alias'])}), "
-            f"temporaries {gib(m['temp'])}; total {gib(m['total'])}{hbm}{fit}"
+            f"{temp} {gib(m['temp'])}; total {gib(m['total'])}{hbm}{fit}"
         )
         lines.append(
             f"  {s['flops'] / 1e9:.3g} GFLOP and {s['bytes'] / 1e6:.3g} MB per device per step "
