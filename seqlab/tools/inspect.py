@@ -130,8 +130,12 @@ def inspect_workdir(
     max_chars: int = DEFAULT_MAX_CHARS,
     ngram_order: int = 5,
     best: bool = False,
+    position: int = -1,
 ) -> tuple[str, list[str]]:
-    """Writes OUT/index.html and the PNGs; returns (the page's path, notes for the user)."""
+    """Writes OUT/index.html and the PNGs; returns (the page's path, notes for the user).
+    A mixer without a recurrent state (attention) gets its attention maps from the character
+    at ``position`` instead (``inspect_attention``)."""
+    from seqlab.cells import provides
     from seqlab.run import load_run
     from seqlab.tools.sampling import saved_meta
 
@@ -152,6 +156,12 @@ def inspect_workdir(
     model, notes = run.model(0), [note] if note else []
     if run.num_seeds > 1:
         notes.append(f"the run trained {run.num_seeds} seeds; this is seed replica 0")
+    stateful = "state" in provides(str(run.config.model.cell))
+    if not stateful and run.vocab is None:
+        raise UsageError(
+            f"{workdir}: inspect shows a {run.config.model.cell} model's attention maps for "
+            "character LMs only; this run's task has no page for it yet"
+        )
     if run.vocab is None:
         from seqlab.tools.inspect_examples import examples_report
 
@@ -166,6 +176,11 @@ def inspect_workdir(
                 raise DataError(f"cannot read the run's {split or 'val'} split: {why}")
             ids, context, note = split_text(task, split or "val", max_chars)
             notes += [note] if note else []
+        if not stateful:  # no hidden units or gates: the attention maps
+            from seqlab.tools.inspect_attention import attention_page
+
+            page = attention_page(model, run.vocab, ids, out, position=position, title=workdir)
+            return page, notes
         report = lm_report(
             model, run.vocab, ids, context=context, task=task, why=why, ngram_order=ngram_order
         )
@@ -290,6 +305,13 @@ def main(argv: Sequence[str]) -> int:
             flag_values=fv,
         )
         flags.DEFINE_bool("best", False, "use the best checkpoint, not the latest", flag_values=fv)
+        flags.DEFINE_integer(
+            "position",
+            -1,
+            "attention models: the character (index in the inspected text, -1 = the last) "
+            "whose attention maps are shown",
+            flag_values=fv,
+        )
 
     fv = parse("inspect", argv, define)
     path, notes = inspect_workdir(
@@ -300,6 +322,7 @@ def main(argv: Sequence[str]) -> int:
         max_chars=fv.max_chars,
         ngram_order=fv.ngram_order,
         best=fv.best,
+        position=fv.position,
     )
     for note in notes:
         print(f"seqlab inspect: {note}", file=sys.stderr)
