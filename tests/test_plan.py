@@ -54,9 +54,12 @@ def test_plan_cpu_estimates_and_measures(tmp_path, capsys):
     assert r["train"]["roofline_s"] < 3 * r["measured_step_s"]
 
 
-def test_bad_target_names_the_good_ones():
+def test_target_names():
+    assert plan_targets.parse("v5litepod-8") == plan_targets.parse("v5e:2x4") == ("v5e", "2x4", 1)
+    assert plan_targets.parse("v4-8") == ("v4", "2x2x1", 1)  # 4 chips, 8 TensorCores
+    assert plan_targets.parse("h100:8") == ("h100", "8", 1)
     with pytest.raises(UsageError, match="v5e:2x4.*h100:8"):
-        plan_targets.parse("v5litepod-8")
+        plan_targets.parse("v5e:")
 
 
 def test_missing_extra_is_one_line_with_the_pip_command(monkeypatch):

@@ -43,7 +43,10 @@ CHIPS = {
         "NVIDIA H100 80GB HBM3", "cuda", 989.4e12, 3.35e12, 80e9, "NVIDIA H100 datasheet (SXM5)"
     ),
 }
-EXAMPLES = "v5e:2x4, v5e:2x2, v5e:4x4, v4:2x2x1, v6e:2x4, v5p:2x2x1, h100:8, cpu"
+EXAMPLES = (
+    "v5e:2x4, v5e:2x2, v5e:4x4, v4:2x2x1, v6e:2x4, v5p:2x2x1 (or gcloud's names: v5litepod-8,"
+    " v4-8, ...), h100:8, cpu"
+)
 GPU_SPECS = {"h100": Path(__file__).with_name("plan_h100_sxm.txtpb")}
 
 
@@ -58,9 +61,26 @@ class Target:
         return len({d.process_index for d in self.devices})
 
 
+#: Cloud TPU accelerator types (gcloud's --accelerator-type, launch/tpu_vm.sh's ACCELERATOR)
+#: -> topologies: v4/v5p count TensorCores (2 per chip), v5e/v6e count chips
+ACCELERATOR_TYPES = {
+    "v4-8": "v4:2x2x1",
+    "v4-16": "v4:2x2x2",
+    "v4-32": "v4:2x2x4",
+    "v5p-8": "v5p:2x2x1",
+    "v5litepod-4": "v5e:2x2",
+    "v5litepod-8": "v5e:2x4",
+    "v5litepod-16": "v5e:4x4",
+    "v6e-4": "v6e:2x2",
+    "v6e-8": "v6e:2x4",
+    "v6e-16": "v6e:4x4",
+}
+
+
 def parse(name: str) -> tuple[str, str, int]:
-    """``v5e:2x4`` -> (chip, topology, slices); ``v5e:2x4x2slices`` is not a form: slices
-    come from ``--slices``."""
+    """``v5e:2x4`` (or ``v5litepod-8``) -> (chip, topology, slices); slices come from
+    ``--slices``."""
+    name = ACCELERATOR_TYPES.get(name.strip().lower().replace("v5e-", "v5litepod-"), name)
     m = re.fullmatch(r"(v4|v5e|v5p|v6e|h100|cpu)(?::([0-9x]+))?", name.strip().lower())
     if not m or (m.group(1) != "cpu" and not m.group(2)):
         raise UsageError(f"--target={name!r} is not a target; use one of {EXAMPLES}")
