@@ -191,8 +191,8 @@ CASES = [
             "variant is reported as config.model.cell='runlocl' with no did-you-mean 'runlocal'"
         ),
     ),
-    ("config-missing", ["train", "/nonexistent/dir/c.py"], ["cannot load --config", "c.py"]),
-    ("config-is-dir", ["train", "{corp}"], ["cannot load --config"]),
+    ("config-missing", ["train", "/nonexistent/dir/c.py"], ["--config", "c.py", "no such file"]),
+    ("config-is-dir", ["train", "{corp}"], ["--config", "is a directory"]),
     ("config-no-value", ["train", LR, "--config"], ["--config"]),
     ("override-no-value", ["train", LR, "--config.train.num_steps"], ["train.num_steps"]),
     # -- the workdir ------------------------------------------------------------------------
