@@ -47,10 +47,13 @@ def fan_in_rescale(in_features: int, fan_in: int) -> float:
 
 
 def _orthogonal_blocks(key: Array, hidden: int, gates: int, dtype) -> Array:
-    """Each gate's (H, H) recurrent block is its own orthogonal matrix."""
+    """Each gate's (H, H) recurrent block is its own orthogonal matrix (drawn in at least
+    float32, which QR needs: bfloat16 parameters are rounded from it)."""
     keys = jax.random.split(key, gates)
     ortho = nnx.initializers.orthogonal()
-    return jnp.concatenate([ortho(k, (hidden, hidden), dtype) for k in keys], axis=1)
+    wide = jnp.promote_types(dtype, jnp.float32)
+    blocks = [ortho(k, (hidden, hidden), wide) for k in keys]
+    return jnp.concatenate(blocks, axis=1).astype(dtype)
 
 
 def init_kernels(

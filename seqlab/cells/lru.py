@@ -15,6 +15,8 @@ The state is complex. Its ``hidden`` view (what the gradient probe perturbs and 
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -38,10 +40,10 @@ class LRUCell(LinearCell):
         r_max: float = D.r_max,
         max_phase: float = D.max_phase,
     ) -> None:
-        if not 0.0 <= r_min <= r_max < 1.0 or max_phase <= 0:
-            raise ValueError(
-                f"LRU needs 0 <= r_min <= r_max < 1 and max_phase > 0, got {r_min}, {r_max}, "
-                f"{max_phase}"
+        if not (0.0 <= r_min <= r_max < 1.0 and r_max > 0) or not 0 < max_phase <= 2 * math.pi:
+            raise ValueError(  # r_max = 0: lambda = 0 and nu_log = inf; a phase is an angle
+                f"LRU needs 0 <= r_min <= r_max < 1, r_max > 0 and 0 < max_phase <= 2 pi, got "
+                f"{r_min}, {r_max}, {max_phase}"
             )
         n, dt = self.hidden_size, self.param_dtype
         k1, k2, k3, k4, k5 = jax.random.split(rngs.params(), 5)

@@ -253,6 +253,9 @@ def check_train(
 def check_run(config: ConfigDict, task: Any, devices: int = 1, **kw: Any) -> Need:
     """``check_train`` for a built task (before its data or the model are made): its spec,
     its tokens per training batch and per eval batch."""
+    from seqlab.run.validate import validate_for
+
+    validate_for(config, task.spec)  # the keys its model family never reads
     tokens = int(task.tokens_per_batch())
     per_row = tokens / max(1, int(task.global_batch_size))
     eval_rows = int(getattr(task, "eval_batch_size", 0) or task.global_batch_size)

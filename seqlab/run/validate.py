@@ -123,7 +123,8 @@ def _recurrence(m: ConfigDict) -> None:
     )
     if m.init == "chrono":
         need = "chrono_max_len" in CELL_OPTIONS.get(m.cell, ())
-        _check(need, "model.init", m.init, "chrono initialization is for lstm and gru cells")
+        _check(need, "model.init", m.init, f"chrono initialization is for lstm and gru cells, "
+               f"not model.cell={m.cell!r}")  # fmt: skip
         _check(m.chrono_max_len >= 2, "model.chrono_max_len", m.chrono_max_len, "must be >= 2")
     _one_of("model.block", m.block, BLOCKS)
     _one_of("model.block_out", m.block_out, BLOCK_OUTS)
@@ -147,8 +148,17 @@ def _recurrence(m: ConfigDict) -> None:
         m.chunk_size,
         "must be an integer >= 0 (0 = one parallel scan over all steps)",
     )
-    _check(0.0 <= m.r_min <= m.r_max < 1.0, "model.r_min", m.r_min, "need 0 <= r_min <= r_max < 1")
-    _check(m.max_phase > 0, "model.max_phase", m.max_phase, "must be > 0")
+    _check(0.0 <= m.r_min < 1.0, "model.r_min", m.r_min, "must be in [0, 1)")
+    _check(0.0 < m.r_max < 1.0, "model.r_max", m.r_max, "must be in (0, 1)")
+    if m.r_min > m.r_max:  # name the one the user moved (both, when both were)
+        moved = [k for k in ("r_min", "r_max") if m[k] != DEFAULTS.model[k]] or ["r_min"]
+        key = ", model.".join(f"{k}={m[k]!r}" for k in moved)
+        raise ConfigError(f"config.model.{key} is invalid: need r_min <= r_max")
+    _check(0 < m.max_phase <= 2 * math.pi, "model.max_phase", m.max_phase, "must be in "
+           "(0, 2 pi]: a phase is an angle")  # fmt: skip
+    _no_effect(m)
+    _platform(m)
+    _cell_builds(m)
 
 
 def _mixer(m: ConfigDict) -> None:
@@ -313,3 +323,130 @@ def _ranges(c: ConfigDict) -> None:
     for key, value in _flat(c).items():
         if isinstance(value, int) and not isinstance(value, bool):
             _check(value >= 0, key, value, "must be an integer >= 0")
+
+
+# -- what the code does with the model keys: no effect, the platform, the cell itself -------
+def _set(m: ConfigDict, key: str) -> bool:
+    return m[key] != DEFAULTS.model[key]
+
+
+def _no_effect(m: ConfigDict) -> None:
+    """A key the user set that the chosen structure ignores is refused, naming what would
+    give it an effect (cell options for another cell: ``OPTION_CELLS`` above)."""
+    block = resolve_block(m.block, m.cell)
+    none = "model.block='none'" if m.block == "none" else f"model.block='auto' (cell {m.cell!r})"
+    for key in ("block_out", "block_mlp"):
+        _check(
+            block != "none" or not _set(m, key), f"model.{key}", m[key],
+            f"has no effect without a block, and {none} has none; set model.block=residual",
+        )  # fmt: skip
+    linear = m.cell in CELLS and issubclass(CELLS[m.cell][0], LinearCell)
+    _check(
+        linear or not _set(m, "chunk_size"), "model.chunk_size", m.chunk_size,
+        f"chunks the linear recurrences' parallel scan; cell {m.cell!r} has none",
+    )  # fmt: skip
+    _check(
+        m.init == "chrono" or not _set(m, "chrono_max_len"), "model.chrono_max_len",
+        m.chrono_max_len, "is used by model.init=chrono only",
+    )  # fmt: skip
+    for key in ("forget_bias", "carry_bias"):  # chrono sets that gate's bias itself
+        _check(
+            m.init != "chrono" or not _set(m, key), f"model.{key}", m[key],
+            "has no effect with model.init=chrono (it draws that gate's bias)",
+        )  # fmt: skip
+    _check(
+        m.attention or not _set(m, "attention_size"), "model.attention_size",
+        m.attention_size, "has no effect without model.attention=True",
+    )  # fmt: skip
+
+
+#: model keys each family reads (the others have no effect there)
+FAMILY_KEYS = {
+    "lm": ("input_kind", "embed_dim", "embed_init", "onehot_fan_in"),
+    "classifier": ("input_kind", "embed_dim", "embed_init", "onehot_fan_in", "readout",
+                   "bidirectional"),
+    "seq2seq": ("embed_dim", "embed_init", "bidirectional", "attention", "attention_size"),
+}  # fmt: skip
+
+
+def validate_for(config: ConfigDict, spec: Any) -> None:
+    """What ``validate`` cannot see before the task is made: a model key set (away from
+    the task's default) that the task's model family, or its input, never reads."""
+    m, defaults = config.model, task_config(config.task.name).model
+    keys = FAMILY_KEYS.get(spec.family, ())
+    tokens = spec.input_kind == "tokens"
+    for key in ("input_kind", "embed_dim", "embed_init", "onehot_fan_in", "readout",
+                "bidirectional", "attention", "attention_size"):  # fmt: skip
+        if m[key] == defaults[key]:
+            continue
+        if spec.family == "seq2seq" and key == "input_kind":
+            why = None if m.input_kind == "embed" else "the seq2seq model embeds its tokens"
+        elif key not in keys:
+            why = f"the {spec.family} model has no such option"
+        elif key != "input_kind" and not tokens and key in FAMILY_KEYS["lm"]:
+            why = f"task {config.task.name!r} feeds features, not tokens"
+        elif spec.family != "seq2seq" and key in ("embed_dim", "embed_init"):
+            why = None if m.input_kind == "embed" else "set model.input_kind=embed to use it"
+        elif key == "onehot_fan_in" and m.input_kind != "onehot":
+            why = f"model.input_kind={m.input_kind!r} has no one-hot inputs"
+        else:
+            why = None
+        _check(why is None, f"model.{key}", m[key], f"has no effect here: {why}")
+    v = int(spec.vocab_size or 0)
+    _check(
+        m.onehot_fan_in <= v or not tokens or m.input_kind != "onehot", "model.onehot_fan_in",
+        m.onehot_fan_in, f"counts active inputs of a one-hot vector of {v}: must be <= {v}",
+    )  # fmt: skip
+
+
+def x64_needed(m: ConfigDict) -> str | None:
+    """The key asking for float64 when JAX's 64-bit mode is off (it would silently be
+    float32), else None. One source: the validator refuses it, ``memory`` sizes by it."""
+    import jax
+
+    if jax.config.jax_enable_x64:
+        return None
+    return next((k for k in ("param_dtype", "dtype") if m[k] == "float64"), None)
+
+
+def _platform(m: ConfigDict) -> None:
+    key = x64_needed(m)
+    _check(
+        key is None, f"model.{key}", "float64",
+        "JAX's 64-bit mode is off, so it would train in float32; run with JAX_ENABLE_X64=1 "
+        "in the environment, or choose float32",
+    )  # fmt: skip
+
+
+def _cell_builds(m: ConfigDict) -> None:
+    """The cell itself checks its options (one source for each range): it is built in
+    shapes only, and with a non-default dtype built small and run for one step, so what it
+    refuses is one ConfigError naming the keys the user set."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from seqlab.cells import make_cell
+    from seqlab.models.build import cell_kwargs
+    from seqlab.recurrence import Recurrent
+
+    if m.cell not in CELLS:  # a layer mixer (attention): ``_mixer`` checks its keys
+        return
+    kw = cell_kwargs(m) | {"param_dtype": PARAM_DTYPES[m.param_dtype]}
+    keys = [
+        k for k in ("init", "dtype", "param_dtype", *CELL_OPTIONS.get(m.cell, ())) if _set(m, k)
+    ]
+    try:
+        h = int(m.hidden_size)  # in_features = hidden_size: what a block's mixer sees
+        nnx.eval_shape(lambda: make_cell(m.cell, h, h, rngs=nnx.Rngs(0), **kw))
+        if _set(m, "dtype") or _set(m, "param_dtype"):
+            small = max(2, int(m.num_heads) * 2)
+            cell = make_cell(m.cell, small, small, rngs=nnx.Rngs(0), **kw)
+            x = jnp.zeros((1, 2, small), jnp.float32)
+            jax.eval_shape(lambda x: Recurrent(cell)(x), x)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        what = ", model.".join(f"{k}={m[k]!r}" for k in keys) or f"hidden_size={m.hidden_size}"
+        why = " ".join(str(e).split())[:300]
+        raise ConfigError(
+            f"config.model.{what} is invalid for model.cell={m.cell!r}: the cell refuses it ({why})"
+        ) from None
