@@ -172,3 +172,13 @@ def test_kill_9_loses_nothing_and_a_rerun_counts_each_trial_once(tmp_path):
     out = subprocess.run(tu.tune_cmd(wd, 2, *extra), capture_output=True, text=True, cwd=tu.ROOT)
     assert out.returncode == 0 and "2/2 trials finished" in out.stdout + out.stderr
     assert tu.states(tu.load(f"sqlite:///{wd}/study.db", "study")) == {"COMPLETE": 2, "FAIL": 1}
+
+
+def test_diverged_trials_are_recognised_from_the_loops_own_messages():
+    from seqlab.run import loop
+
+    with open(loop.__file__) as f:
+        src = f.read()
+    for said in ("non-finite loss or gradient at step", "loss exploded at step"):
+        assert said in src and tune.DIVERGED.search(f"seqlab train: error: {said} 7 (...)")
+    assert not tune.DIVERGED.search("seqlab train: error: no config file x.py")

@@ -16,8 +16,10 @@ parameters and sub-workdir, so whichever worker picks it up resumes its checkpoi
 dead worker's own host a re-run need not wait for the heartbeat: a RUNNING trial whose
 worker pid is gone is failed and retried at once. The trial process dies with its worker
 (``PR_SET_PDEATHSIG``: SIGTERM, so it checkpoints first). Workers stop when ``--trials``
-trials are COMPLETE or PRUNED; a trial asked for beyond that (two workers racing for the
-last one) is marked FAIL with ``user_attrs["surplus"]`` before it runs.
+trials are COMPLETE or PRUNED. A trial that diverged (non-finite or exploding loss) counts as
+PRUNED: that is its parameters' result, so every arm spends the same budget. A trial asked
+for beyond the budget (two workers racing for the last one) is marked FAIL with
+``user_attrs["surplus"]`` before it runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,6 +46,8 @@ HEARTBEAT_S = 5  # a dead worker's trial is retried after GRACE_S without a hear
 GRACE_S = 20
 POLL_S = 0.5
 MAX_RETRY = 3
+#: seqlab train's one-line TrainingError for a run its learning rate blew up
+DIVERGED = re.compile(r"non-finite loss or gradient at step|loss exploded at step")
 
 
 @dataclass
@@ -304,6 +309,11 @@ def run_trial(study: Any, trial: Any, t: Tune) -> tuple[str, float | None]:
         return "pruned", None
     if proc.returncode != 0 or not evals:
         error = _last_error(os.path.join(sub, "train.log"))
+        if DIVERGED.search(error):  # a result of its parameters: counted, like a pruned one
+            _write_status(sub, {**status, "state": "diverged", "error": error})
+            trial.set_user_attr("diverged", True)
+            t.log(f"tune: trial {trial.number} ({name}) diverged (counted as pruned): {error}")
+            return "pruned", None
         _write_status(sub, {**status, "state": "failed", "error": error})
         t.log(f"tune: trial {trial.number} ({name}) failed: {error}")
         return "fail", None
