@@ -108,3 +108,32 @@ def test_num_params_matched_width():
     h = hidden_size_for(m, spec, 800_000)
     m.hidden_size = h
     assert abs(num_params(m, spec) - 800_000) < 0.02 * 800_000
+
+
+@pytest.mark.slow
+def test_nanogpt_cpu_config_end_to_end(tmp_path, capsys, monkeypatch):
+    """configs/charlm.py:nanogpt_cpu shrunk: train (probing ||dL/dx_t||), eval, sample
+    (the same seed, the same text), inspect (the attention page)."""
+    import json
+    import os
+
+    from tests.test_e2e import SHARED_DATA, train_then_eval
+
+    if not os.path.isdir(SHARED_DATA):
+        pytest.skip("tiny shakespeare is not available offline here")
+    monkeypatch.setenv("SEQLAB_DATA_DIR", SHARED_DATA)
+    from seqlab.tools.cli import main
+
+    probe = ["--config.probe.every=10", "--config.probe.quantity=residual"]
+    wd, _ = train_then_eval(tmp_path, capsys, "charlm.py:nanogpt_cpu,runlocal", extra=probe)
+    with open(os.path.join(wd, "probe.json")) as f:
+        curves = json.load(f)
+    assert sorted(curves) == ["layer_0"] and "step_10" in curves["layer_0"]
+    texts = []
+    for _ in range(2):
+        assert main(["sample", "--workdir", wd, "--length", "80", "--seed", "3"]) == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and len(texts[0]) >= 80  # past the window of 32
+    assert main(["inspect", "--workdir", wd, "--max_chars", "60", "--position", "40"]) == 0
+    with open(os.path.join(wd, "inspect", "index.html"), encoding="utf-8") as f:
+        assert "Attention maps" in f.read()
