@@ -138,7 +138,8 @@ class CausalSelfAttention(nnx.Module):
             y = self._attend(q, keys, vals, kpos, qpos)
         n = jnp.full((B,), T, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
         take = jax.vmap(lambda a, s: jax.lax.dynamic_slice_in_dim(a, s, W, axis=0))
-        new = {"k": take(keys, n), "v": take(vals, n), "pos": pos0 + n}
+        keep = lambda a: take(a, n).astype(self.param_dtype)  # noqa: E731 (the carry's type)
+        new = {"k": keep(keys), "v": keep(vals), "pos": pos0 + n}
         return y.reshape(B, T, self.hidden_size), new
 
     def _attend(self, q: Array, k: Array, v: Array, kpos: Array, qpos: Array) -> Array:
