@@ -150,7 +150,7 @@ def ints(s: str, flag: str = "") -> list[int]:
 
 def validate(fv: flags.FlagValues) -> None:
     """Raises ``UsageError`` (one line) for any name or size the benchmarks cannot run."""
-    from seqlab.cells import CELLS, LinearCell
+    from seqlab.cells import CELLS
     from seqlab.recurrence import BACKENDS
     from seqlab.tasks import TASKS
 
@@ -164,7 +164,8 @@ def validate(fv: flags.FlagValues) -> None:
         "probe_tasks": ("task", sorted(TASKS)),
         "linear_cells": (
             "linear cell",
-            sorted(c for c, (k, _) in CELLS.items() if issubclass(k, LinearCell)),
+            # the cells with a parallel form (linear recurrences; the delta rule's chunks)
+            sorted(c for c, (k, _) in CELLS.items() if "parallel" in k.PROVIDES),
         ),
     }
     for flag, (what, allowed) in choices.items():
