@@ -77,7 +77,8 @@ def cpu_only_here(env: Mapping[str, str], tpus: int, nvidia: bool, amd: int) -> 
     return not env.get("JAX_PLATFORMS") and not tpus and not nvidia and not amd
 
 
-def _pin_cpu_if_no_accelerator() -> None:
+def pin_cpu_if_no_accelerator() -> None:
+    """``cpu_only_here`` for this process, before JAX's backends start (else nothing)."""
     try:
         from jax._src import hardware_utils as hw
         from jax._src.xla_bridge import backends_are_initialized
@@ -98,7 +99,7 @@ def maybe_initialize() -> str | None:
     no accelerator, JAX is pinned to the CPU first (``cpu_only_here``)."""
     if getattr(maybe_initialize, "_done", False):
         return getattr(maybe_initialize, "_kind", None)
-    _pin_cpu_if_no_accelerator()
+    pin_cpu_if_no_accelerator()
     plan = init_plan(os.environ, tpu_chips())
     if plan is not None:
         kind, kwargs = plan
