@@ -420,8 +420,8 @@ def _platform(m: ConfigDict) -> None:
 
 def _cell_builds(m: ConfigDict) -> None:
     """The cell itself checks its options (one source for each range): it is built in
-    shapes only, and with a non-default dtype built small and run for one step, so what it
-    refuses is one ConfigError naming the keys the user set."""
+    shapes only (and with a non-default dtype, a small one traced over two steps), so what
+    it refuses is one ConfigError naming the keys the user set."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -439,11 +439,14 @@ def _cell_builds(m: ConfigDict) -> None:
     try:
         h = int(m.hidden_size)  # in_features = hidden_size: what a block's mixer sees
         nnx.eval_shape(lambda: make_cell(m.cell, h, h, rngs=nnx.Rngs(0), **kw))
-        if _set(m, "dtype") or _set(m, "param_dtype"):
+        if _set(m, "dtype") or _set(m, "param_dtype"):  # a step in that dtype traces
             small = max(2, int(m.num_heads) * 2)
-            cell = make_cell(m.cell, small, small, rngs=nnx.Rngs(0), **kw)
-            x = jnp.zeros((1, 2, small), jnp.float32)
-            jax.eval_shape(lambda x: Recurrent(cell)(x), x)
+
+            def step(x: jax.Array) -> Any:
+                cell = make_cell(m.cell, small, small, rngs=nnx.Rngs(0), **kw)
+                return Recurrent(cell, backend="scan")(x)
+
+            nnx.eval_shape(step, jax.ShapeDtypeStruct((1, 2, small), jnp.float32))
     except (ValueError, TypeError, NotImplementedError) as e:
         what = ", model.".join(f"{k}={m[k]!r}" for k in keys) or f"hidden_size={m.hidden_size}"
         why = " ".join(str(e).split())[:300]
