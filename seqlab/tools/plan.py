@@ -83,11 +83,14 @@ def placed_inputs(run: dict[str, Any], dmesh: DataMesh) -> tuple[Any, Any, Any, 
 
 
 def per_device(tree: Any, n: int, global_rows: int) -> Any:
-    """Shapes one device holds: every axis of ``global_rows`` rows split ``n`` ways."""
+    """Shapes one device holds: the batch axis (the first of ``global_rows``; after the seed
+    axis with num_seeds > 1, unless K equals the batch) split ``n`` ways."""
 
     def cut(s: Any) -> Any:
-        shape = tuple(d // n if d == global_rows and d % n == 0 else d for d in s.shape)
-        return jax.ShapeDtypeStruct(shape, s.dtype)
+        shape = list(s.shape)
+        if global_rows in shape and global_rows % n == 0:
+            shape[shape.index(global_rows)] //= n
+        return jax.ShapeDtypeStruct(tuple(shape), s.dtype)
 
     return jax.tree.map(cut, tree)
 
