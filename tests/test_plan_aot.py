@@ -14,6 +14,7 @@ import importlib.util
 import pytest
 from task_util import load_config_module
 
+from seqlab.errors import UsageError
 from seqlab.tasks import complete_config
 from seqlab.tools import plan, plan_targets
 from seqlab.tools.cli import main
@@ -52,6 +53,16 @@ def test_bf16_char_lm_on_8_h100():
     assert r["devices"] == 8 and r["chip"] == "NVIDIA H100 80GB HBM3"
     assert r["train"]["fits"] and "bf16" in r["train"]["lowered"].as_text()
     assert r["train"]["compiled"].memory_analysis() is not None
+
+
+@needs_gpu
+def test_cudnn_backend_is_refused_in_one_line_without_a_gpu():
+    from jax._src.hardware_utils import has_visible_nvidia_gpu
+
+    if has_visible_nvidia_gpu():
+        pytest.skip("a GPU is here: cuDNN may compile")
+    with pytest.raises(UsageError, match="model.backend=cudnn cannot be compiled here"):
+        planned(*CHARLM, "h100:8", backend="cudnn")
 
 
 @needs_tpu

@@ -114,6 +114,12 @@ def compile_step(fn: Any, args: tuple, what: str) -> tuple[Any, Any, float]:
         lowered = fn.lower(*args)
         compiled = lowered.compile()
     except Exception as e:
+        if "cudnn" in str(e).lower() and "could not be" in str(e).lower():
+            raise UsageError(
+                "model.backend=cudnn cannot be compiled here: jax.experimental.rnn asks cuDNN "
+                "for its workspace sizes while tracing, which needs cuDNN and a GPU; plan with "
+                "model.backend=fast, or time it on a GPU (bench/device_check.sh)"
+            ) from None
         if not is_out_of_memory(e):
             raise
         text = " ".join(str(e).split())
