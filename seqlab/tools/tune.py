@@ -14,8 +14,8 @@ running trial; a trial whose worker died (``kill -9``) goes stale, is marked FAI
 counted), and Optuna's ``RetryHeartbeatStaleTrialCallback`` enqueues it again with the same
 parameters and sub-workdir, so whichever worker picks it up resumes its checkpoint. On the
 dead worker's own host a re-run need not wait for the heartbeat: a RUNNING trial whose
-worker pid is gone is failed and retried at once. The trial process dies with its worker
-(``PR_SET_PDEATHSIG``: SIGTERM, so it checkpoints first). Workers stop when ``--trials``
+worker pid is gone is failed and retried at once. The trial process gets one SIGTERM when
+its worker dies (``trial_shim``), so it checkpoints first. Workers stop when ``--trials``
 trials are COMPLETE or PRUNED. A trial that diverged (non-finite or exploding loss) counts as
 PRUNED: that is its parameters' result, so every arm spends the same budget. A trial asked
 for beyond the budget (two workers racing for the last one) is marked FAIL with
@@ -25,7 +25,6 @@ for beyond the budget (two workers racing for the last one) is marked FAIL with
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import math
@@ -34,6 +33,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +46,7 @@ HEARTBEAT_S = 5  # a dead worker's trial is retried after GRACE_S without a hear
 GRACE_S = 20
 POLL_S = 0.5
 MAX_RETRY = 3
+SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trial_shim.py")
 #: seqlab train's one-line TrainingError for a run its learning rate blew up
 DIVERGED = re.compile(r"non-finite loss or gradient at step|loss exploded at step")
 
@@ -188,7 +189,6 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-    warnings.filterwarnings("ignore", module="subprocess")  # fork with threads: trials exec at once
 
 
 def run_tune(t: Tune) -> Any:
@@ -290,9 +290,8 @@ def run_trial(study: Any, trial: Any, t: Tune) -> tuple[str, float | None]:
     heartbeat = optuna_heartbeat(study, trial)
     t0 = time.time()
     with open(os.path.join(sub, "train.log"), "a") as logf:
-        proc = subprocess.Popen(
-            cmd, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-        )
+        shim = [sys.executable, SHIM, str(os.getpid())]  # one SIGTERM if this worker dies
+        proc = subprocess.Popen([*shim, *cmd], stdout=logf, stderr=subprocess.STDOUT)
         try:
             pruned_at = follow(proc, trial, sub, t.metric)
         finally:
@@ -379,18 +378,6 @@ def wait_unlocked(sub: str, timeout_s: float = 120.0) -> None:
                 if time.time() > deadline:
                     return  # seqlab train then says in one line who holds it
                 time.sleep(0.5)
-
-
-try:  # loaded here, not in the forked child
-    _LIBC: Any = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
-
-
-def _die_with_parent() -> None:
-    """In the trial process: SIGTERM when the worker thread that started it dies."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def summary(study: Any, t: Tune) -> dict[str, Any]:
