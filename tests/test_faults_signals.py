@@ -44,28 +44,57 @@ def test_every_command_answers_a_signal_in_one_line(monkeypatch, capsys, name, s
     fu.count("signals")
 
 
-def test_a_signal_inside_a_gc_callback_is_delivered_again(capsys):
-    """Python drops an exception raised in a garbage-collector callback (JAX has one): the
-    signal that arrives there comes again once the main thread is out of it."""
+def _signal_here() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10000):  # the handler runs here, inside the caller
+        pass
+
+
+class _Doomed:
+    def __del__(self):
+        _signal_here()
+
+
+def _in_gc_callback():
     import gc
 
-    stop = Stop.install()
-    seen = []
-
     def callback(phase, info):
-        if phase == "start" and not seen:
-            seen.append(phase)
-            os.kill(os.getpid(), signal.SIGTERM)  # handled here, inside the callback
+        if phase == "start":
+            gc.callbacks.remove(callback)
+            _signal_here()
 
     gc.callbacks.append(callback)
+    gc.collect()
+
+
+def _in_weakref_callback():
+    import weakref
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    weakref.finalize(thing, _signal_here)
+    del thing
+
+
+def _in_del():
+    _Doomed()
+
+
+@pytest.mark.parametrize("where", [_in_gc_callback, _in_weakref_callback, _in_del])
+def test_a_signal_where_python_drops_exceptions_is_delivered_again(capsys, where):
+    """Python drops an exception raised in a garbage-collector callback (JAX has one), a
+    weakref callback or a ``__del__``: the signal that arrives there comes again once the
+    main thread is out of it, and nothing says "Exception ignored"."""
+    stop = Stop.install()
     try:
         with pytest.raises(Stopped):
-            gc.collect()
+            where()
             time.sleep(5)  # the signal comes back within REDELIVER_S
     finally:
-        gc.callbacks.remove(callback)
         stop.uninstall()
-    assert seen and "Exception ignored" not in capsys.readouterr().err
+    assert "Exception ignored" not in capsys.readouterr().err
 
 
 def test_an_ignored_sigterm_stays_ignored(monkeypatch, capsys):

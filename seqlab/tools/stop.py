@@ -6,19 +6,21 @@ signals over while it trains); a second signal stops it at once, with this line.
 
 A signal becomes an exception in the main thread (KeyboardInterrupt, ``Stopped``). Python
 drops an exception raised where it cannot propagate (a garbage-collector callback such as
-JAX's, a ``__del__``): a signal that arrives there is delivered again a moment later, once
-the main thread is back in ordinary code. A signal the parent process ignores stays ignored."""
+JAX's, a ``__del__``, a weakref callback) and hands it to ``sys.unraisablehook``: there the
+signal's exception is taken back silently and the signal delivered again a moment later, once
+the main thread is back in ordinary code. A signal the parent process ignores stays
+ignored."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import os
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: seconds before a signal whose exception may have been dropped is delivered again
@@ -35,6 +37,7 @@ class Stop:
 
     def __init__(self) -> None:
         self.old: dict[int, object] = {}
+        self.old_hook: Any = None
         self.handled = False
 
     @classmethod
@@ -45,21 +48,31 @@ class Stop:
             for s in SIGNALS:
                 if signal.getsignal(s) is wanted[s]:  # SIG_IGN (nohup, `&`) stays
                     stop.old[s] = signal.signal(s, stop._handle)
+        if stop.old:
+            stop.old_hook, sys.unraisablehook = sys.unraisablehook, stop._unraisable
         return stop
 
     def uninstall(self) -> None:
         self.handled = True
         for s, h in self.old.items():
             signal.signal(s, h)
+        if self.old_hook is not None:
+            sys.unraisablehook, self.old_hook = self.old_hook, None
         self.old = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if _dropped_here(frame):  # raised here, it would be lost: deliver it again soon
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped
+
+    def _unraisable(self, info: Any) -> None:
+        """A signal's exception dropped where it was raised: deliver the signal again."""
+        e = info.exc_value
+        if isinstance(e, (KeyboardInterrupt, Stopped)) and not self.handled:
+            signum = signal.SIGTERM if isinstance(e, Stopped) else signal.SIGINT
             timer = threading.Timer(REDELIVER_S, self._again, args=(signum,))
             timer.daemon = True
             timer.start()
             return
-        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped
+        (self.old_hook or sys.__unraisablehook__)(info)
 
     def _again(self, signum: int) -> None:
         if not self.handled and self.old:
@@ -95,14 +108,3 @@ def _exit_now(status: int) -> None:
         with contextlib.suppress(Exception):
             f.flush()
     os._exit(status)
-
-
-def _dropped_here(frame: FrameType | None) -> bool:
-    """Whether an exception raised in ``frame`` would be dropped: it runs inside a
-    garbage-collector callback or a ``__del__``."""
-    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
-    while frame is not None:
-        if frame.f_code.co_name == "__del__" or frame.f_code in callbacks:
-            return True
-        frame = frame.f_back
-    return False
