@@ -30,6 +30,9 @@ associative_recall (T=32) the same GRU reaches 27% by step 1000 and stays there 
 LSTM (25% at 2000 steps), Adam 1e-3 (28%) and 4 pairs (33%, against 30% for the values alone)
 did no better in 2000 steps. What solves it on a CPU budget is TO BE MEASURED.
 
+Mamba (``cell=mamba``, S6 in its block) against the time-invariant LRU, Gu & Dao's Table 1
+contrast on a CPU budget: experiments/selective_copy/run.py.
+
 Variants (comma-separated after ``:``): the task (``selective_copy``, the default, or
 ``associative_recall``; also ``task=...``), a cell (``cell=lstm`` or ``lstm``), ``T=<int>``
 (the context length for selective_copy, default 64; the whole sequence for

@@ -22,6 +22,14 @@ label per prefix, as in Merrill et al.'s experiments) the GRU reaches 100% by st
 parity and by step 500 on s3 at T=64, while a 1-layer minGRU stays at 50-53% per-step parity
 accuracy for 1500 steps.
 
+The 2024-25 recurrences sit in the sweep too (mamba, slstm, mlstm, deltanet, gated_deltanet);
+``--config.model.negative_eigenvalues=True`` widens the transitions of mamba, deltanet,
+gated_deltanet, mingru and rglru from [0, 1] to [-1, 1] (Grazzi et al. 2025). Their length-
+generalization protocol (train on 3-40 bits, test on 40-256) is
+experiments/state_tracking/length_generalization.py: measured there (1,000 steps, 2 x 32
+units, one seed, load ~17 on 2 cores), scaled test accuracy mamba 0.000 -> 0.848 and deltanet
+0.004 -> 1.000 with negative eigenvalues, slstm 1.000.
+
 Variants (comma-separated after ``:``): the task (``parity``, the default, or ``s3``; also
 ``task=s3``), a cell (``cell=lstm`` or ``lstm``), ``T=<int>`` (sequence length, default 16),
 ``per_step`` (label every step with the running product: a per-step ``LanguageModel``, metrics

@@ -123,3 +123,21 @@ def test_probe_view_and_num_params() -> None:
 def test_heads_must_divide_the_width() -> None:
     with pytest.raises(ValueError, match="divisible by num_heads"):
         make_cell("deltanet", F, 6, rngs=nnx.Rngs(0), num_heads=4)
+
+
+def test_config_takes_the_chunked_form() -> None:
+    """backend=parallel and chunk_size reach the delta rule; a cell without a parallel form
+    (mlstm) refuses both in one line."""
+    from seqlab.config import base_config
+    from seqlab.errors import ConfigError
+    from seqlab.run.validate import validate
+
+    c = base_config()
+    c.task.name = "parity"
+    c.model.backend, c.model.chunk_size = "parallel", 16
+    for cell in ("deltanet", "gated_deltanet"):
+        c.model.cell = cell
+        validate(c)
+    c.model.cell = "mlstm"
+    with pytest.raises(ConfigError):
+        validate(c)

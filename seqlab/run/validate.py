@@ -340,9 +340,9 @@ def _no_effect(m: ConfigDict) -> None:
             block != "none" or not _set(m, key), f"model.{key}", m[key],
             f"has no effect without a block, and {none} has none; set model.block=residual",
         )  # fmt: skip
-    linear = m.cell in CELLS and issubclass(CELLS[m.cell][0], LinearCell)
+    parallel = m.cell in CELLS and "parallel" in CELLS[m.cell][0].PROVIDES  # + delta rule
     _check(
-        linear or not _set(m, "chunk_size"), "model.chunk_size", m.chunk_size,
+        parallel or not _set(m, "chunk_size"), "model.chunk_size", m.chunk_size,
         f"chunks the linear recurrences' parallel scan; cell {m.cell!r} has none",
     )  # fmt: skip
     _check(
