@@ -104,6 +104,7 @@ def figure(studies: dict[str, Any], path: str, metric: str, mode: str) -> None:
     """Two panels: validation metric vs learning rate per arm (Greff et al. 2017's
     sensitivity plot; hollow = pruned, its last value), and each arm's best so far."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -126,8 +127,9 @@ def figure(studies: dict[str, Any], path: str, metric: str, mode: str) -> None:
             curve.append(best)
         ax2.plot(range(1, len(curve) + 1), curve, marker="o", color=color, label=arm)
     ax1.set(xscale="log", xlabel="learning rate", ylabel=f"validation {metric}")
-    ax1.set_title("learning-rate sensitivity (hollow: pruned)")
+    ax1.set_title("learning-rate sensitivity (hollow: pruned, at its last eval)")
     ax2.set(xlabel="completed trial", ylabel=f"best validation {metric} so far")
+    ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax2.set_title("optimization history")
     for ax in (ax1, ax2):
         ax.legend()
