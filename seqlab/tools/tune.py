@@ -291,7 +291,9 @@ def run_trial(study: Any, trial: Any, t: Tune) -> tuple[str, float | None]:
     t0 = time.time()
     with open(os.path.join(sub, "train.log"), "a") as logf:
         shim = [sys.executable, SHIM, str(os.getpid())]  # one SIGTERM if this worker dies
-        proc = subprocess.Popen([*shim, *cmd], stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(  # own session: a terminal's Ctrl-C reaches it only via us
+            [*shim, *cmd], stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             pruned_at = follow(proc, trial, sub, t.metric)
         finally:
