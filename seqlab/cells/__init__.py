@@ -11,7 +11,8 @@ A sequence mixer is what a layer of the stack runs over time. Two kinds register
   **options)``, with ``output_size``, ``initial_carry(batch_size)``, ``__call__(x, *,
   lengths, initial_carry, h_perturb) -> (y, carry)`` and, if it offers a step, ``step(carry,
   x_t) -> (carry, y_t)``; then one line in ``MIXERS`` (and its config keys in
-  ``seqlab.models.build.CELL_OPTIONS``).
+  ``seqlab.models.build.CELL_OPTIONS``; widths it refuses, e.g. heads that must divide
+  ``hidden_size``, in ``build.WIDTH_MULTIPLE`` so ``num_params``-matched sweeps skip them).
 
 Both state ``PROVIDES`` and ``DEFAULT_BLOCK`` as class attributes. Code that runs models asks
 ``provides(name)`` (or a built layer's ``PROVIDES``), never the type:
