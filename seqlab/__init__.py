@@ -1,13 +1,15 @@
 """seqlab: recurrent sequence-model experiments on JAX / Flax NNX.
 
 The library (cells, recurrent layers, the three model families, generation) is imported
-eagerly; ``load_run`` and ``train_and_evaluate`` (the run layer: orbax, optax, writers) load
+eagerly, with the errors it raises (``seqlab.errors``: each a ValueError or RuntimeError too);
+``load_run`` and ``train_and_evaluate`` (the run layer: orbax, optax, writers) load
 on first use, so ``import seqlab`` stays light.
 """
 
 from typing import Any
 
 from seqlab.cells import CELLS, Cell, GRUCell, LSTMCell, MGUCell, RNNCell, make_cell
+from seqlab.errors import ConfigError, DataError, RunError, SeqlabError, TrainingError, UsageError
 from seqlab.models import LanguageModel, Seq2Seq, SequenceClassifier
 from seqlab.models.generate import generate
 from seqlab.recurrence import Bidirectional, Recurrent, RNNStack, run_cell
@@ -28,6 +30,8 @@ __all__ = [
     "CELLS",
     "Bidirectional",
     "Cell",
+    "ConfigError",
+    "DataError",
     "GRUCell",
     "LSTMCell",
     "LanguageModel",
@@ -36,8 +40,12 @@ __all__ = [
     "RNNStack",
     "Recurrent",
     "Run",
+    "RunError",
     "Seq2Seq",
+    "SeqlabError",
     "SequenceClassifier",
+    "TrainingError",
+    "UsageError",
     "generate",
     "load_run",
     "make_cell",

@@ -118,3 +118,46 @@ def test_errors_are_seqlab_errors_and_value_errors(lm) -> None:
         seqlab.generate(lm, PRIME, 3, key=KEY, top_k=V + 1)
     with pytest.raises(ValueError):  # callers that caught ValueError keep working
         seqlab.generate(lm, PRIME, 3, key=KEY, top_k=V + 1)
+
+
+# -- the public constructors: seqlab's ConfigError, never a crash from inside -----------------
+def _lm(**kw):
+    return lambda: seqlab.LanguageModel(V, **({"cell": "gru", "hidden_size": 4} | kw),
+                                        rngs=nnx.Rngs(0))  # fmt: skip
+
+
+CONSTRUCTORS = [
+    ("cell-hidden-0", lambda: seqlab.make_cell("lstm", 2, 0, rngs=nnx.Rngs(0)), "hidden_size"),
+    ("cell-hidden-float", lambda: seqlab.LSTMCell(2, 3.5, rngs=nnx.Rngs(0)), "integers >= 1"),
+    ("cell-dtype-string", lambda: seqlab.make_cell("rnn", 2, 3, rngs=nnx.Rngs(0),
+                                                  param_dtype="float12"), "not a dtype"),
+    ("cell-unknown", lambda: seqlab.make_cell("lstn", 2, 3, rngs=nnx.Rngs(0)), "unknown cell"),
+    ("lru-r_max-0", lambda: seqlab.make_cell("lru", 2, 4, rngs=nnx.Rngs(0), r_min=0.0,
+                                            r_max=0.0), "r_max > 0"),
+    ("lm-vocab-0", lambda: seqlab.LanguageModel(0, cell="gru", hidden_size=4, rngs=nnx.Rngs(0)),
+     "vocab_size=0"),
+    ("lm-embed-0", _lm(input_kind="embed", embed_dim=0), "embed_dim=0"),
+    ("lm-layers-0", _lm(num_layers=0), "num_layers"),
+    ("lm-dropout-1", _lm(dropout=1.0), "dropout"),
+    ("lm-backend", _lm(backend="cuda"), "unknown recurrence backend"),
+    ("classifier-0-outputs", lambda: seqlab.SequenceClassifier(
+        0, num_features=2, cell="gru", hidden_size=4, rngs=nnx.Rngs(0)), "num_outputs"),
+    ("seq2seq-vocab-0", lambda: seqlab.Seq2Seq(0, 5, cell="gru", hidden_size=4,
+                                              rngs=nnx.Rngs(0)), "vocab_size=0"),
+    ("recurrent-chunk-neg", lambda: seqlab.Recurrent(
+        seqlab.make_cell("lru", 2, 4, rngs=nnx.Rngs(0)), backend="parallel", chunk_size=-1),
+     "chunk_size"),
+    ("recurrent-unroll-0", lambda: seqlab.Recurrent(
+        seqlab.make_cell("gru", 2, 4, rngs=nnx.Rngs(0)), unroll=0), "unroll"),
+    ("stack-unknown-cell", lambda: seqlab.RNNStack("gruu", 2, 4, rngs=nnx.Rngs(0)),
+     "unknown cell"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case,make,words", CONSTRUCTORS, ids=[c[0] for c in CONSTRUCTORS])
+def test_constructors_refuse_with_a_seqlab_error(case, make, words) -> None:
+    from seqlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)

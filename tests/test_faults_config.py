@@ -154,3 +154,31 @@ def test_task_defaults_are_not_refused_as_no_effect() -> None:
     c = config("reverse", input_kind="features")
     with pytest.raises(ConfigError, match="config.model.input_kind='features'"):
         check(c)
+
+
+@pytest.mark.parametrize(
+    "optim,named",
+    [
+        ({"momentum": 0.5}, "optim.momentum=0.5"),
+        ({"name": "sgd", "b2": 0.9}, "optim.b2=0.9"),
+        ({"weight_decay": 0.1}, "optim.weight_decay=0.1"),
+        ({"decay_rate": 0.5}, "optim.decay_rate=0.5"),
+        ({"schedule": "exponential", "warmup_steps": 3}, "optim.warmup_steps=3"),
+        ({"clip": "none", "clip_value": 1.0}, "optim.clip_value=1.0"),
+    ],
+)
+def test_optimizer_keys_without_effect_are_announced_once(optim, named, caplog) -> None:
+    """Announced, not refused: a sweep over optim.name sets such keys for some points."""
+    import logging
+
+    c = config()
+    c.optim.update(**optim)
+    with caplog.at_level(logging.WARNING, logger="seqlab"):
+        check(c)
+        check(c)  # validated again (the CLI, then the loop): said once
+    said = [r.getMessage() for r in caplog.records if "no effect" in r.getMessage()]
+    assert len(said) == 1 and named in said[0], said
+    from seqlab.run.validate import unused_optim_keys
+
+    assert any(named in k for k in unused_optim_keys(c))
+    assert unused_optim_keys(config()) == []

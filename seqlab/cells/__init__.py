@@ -49,6 +49,7 @@ from seqlab.cells.mlstm import MLSTMCell
 from seqlab.cells.rglru import RGLRUCell
 from seqlab.cells.rnn import IRNNCell, RNNCell
 from seqlab.cells.slstm import SLSTMCell
+from seqlab.errors import ConfigError
 
 CELLS: dict[str, tuple[type[Cell], dict[str, Any]]] = {
     "rnn": (RNNCell, {}),
@@ -86,7 +87,7 @@ def mixer_names() -> list[str]:
 def _mixer_class(name: str) -> type:
     entry = CELLS.get(name) or MIXERS.get(name)
     if entry is None:
-        raise ValueError(f"unknown sequence mixer {name!r}; choose one of {mixer_names()}")
+        raise ConfigError(f"unknown sequence mixer {name!r}; choose one of {mixer_names()}")
     return entry[0]
 
 
@@ -106,7 +107,7 @@ def make_mixer(
 ) -> nnx.Module:
     """Builds a registered layer mixer (``MIXERS``); ``kwargs`` override its defaults."""
     if name not in MIXERS:
-        raise ValueError(f"unknown layer mixer {name!r}; choose one of {sorted(MIXERS)}")
+        raise ConfigError(f"unknown layer mixer {name!r}; choose one of {sorted(MIXERS)}")
     cls, defaults = MIXERS[name]
     return cls(in_features, hidden_size, rngs=rngs, **{**defaults, **kwargs})
 
@@ -116,7 +117,7 @@ def make_cell(
 ) -> Cell:
     """Builds a registered cell; ``kwargs`` override the registry defaults."""
     if name not in CELLS:
-        raise ValueError(f"unknown cell {name!r}; choose one of {sorted(CELLS)}")
+        raise ConfigError(f"unknown cell {name!r}; choose one of {sorted(CELLS)}")
     cls, defaults = CELLS[name]
     return cls(in_features, hidden_size, rngs=rngs, **{**defaults, **kwargs})
 

@@ -20,6 +20,7 @@ that overrides ``step`` of a cell with kernels: ``has_fast_kernels``; they never
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqlab.cells.kernels import Kernels, matmul_operands
+from seqlab.errors import ConfigError
 
 Array = jax.Array
 Carry = Any  # an array, or a tuple of arrays (LSTM: (c, h))
@@ -42,7 +44,7 @@ def fan_in_rescale(in_features: int, fan_in: int) -> float:
     """The factor that turns a LeCun init over ``in_features`` inputs into one over
     ``fan_in`` active inputs (1 for a one-hot vector): sqrt(in_features / fan_in)."""
     if fan_in < 1:
-        raise ValueError(f"fan_in must be >= 1, got {fan_in}")
+        raise ConfigError(f"fan_in must be >= 1, got {fan_in}")
     return (in_features / fan_in) ** 0.5
 
 
@@ -94,7 +96,7 @@ def init_kernels(
         w_h = jnp.tile(jnp.eye(hidden, dtype=dtype), (1, gates))
         b = jnp.zeros(shape_b, dtype)
     else:
-        raise ValueError(f"unknown init preset {preset!r}; choose one of {INIT_PRESETS}")
+        raise ConfigError(f"unknown init preset {preset!r}; choose one of {INIT_PRESETS}")
     return w_x, w_h, b
 
 
@@ -137,10 +139,19 @@ class Cell(nnx.Module):
         rngs: nnx.Rngs,
         **options: Any,
     ):
-        if in_features < 1 or hidden_size < 1:
-            raise ValueError(
-                f"in_features and hidden_size must be >= 1, got {in_features}, {hidden_size}"
+        sizes = (in_features, hidden_size)
+        if not all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in sizes
+        ):
+            raise ConfigError(
+                f"in_features and hidden_size must be integers >= 1, got {in_features!r}, "
+                f"{hidden_size!r}"
             )
+        for name, value in (("dtype", dtype), ("param_dtype", param_dtype)):
+            try:
+                value is None or jnp.dtype(value)
+            except TypeError:
+                raise ConfigError(f"{name}={value!r} is not a dtype (e.g. jnp.float32)") from None
         self.in_features = in_features
         self.hidden_size = hidden_size
         self.init = self.default_init if init == "default" else init
@@ -169,9 +180,9 @@ class Cell(nnx.Module):
         """Cells with gates set their bias blocks here (forget, carry, chrono). A cell
         without such gates takes no gate options: naming one is an error, not ignored."""
         if gate_options:
-            raise ValueError(f"{type(self).__name__} has no {', '.join(sorted(gate_options))}")
+            raise ConfigError(f"{type(self).__name__} has no {', '.join(sorted(gate_options))}")
         if self.init == "chrono":
-            raise ValueError(
+            raise ConfigError(
                 f"init='chrono' sets LSTM/GRU gate biases; {type(self).__name__} has none"
             )
         return b
@@ -253,7 +264,7 @@ def chrono_bias(rngs: nnx.Rngs, hidden: int, max_len: int, dtype: Any) -> Array:
     """log(U[1, T_max - 1]): gate biases whose characteristic memory spans 1..T_max - 1
     steps (Tallec and Ollivier 2018, "Can recurrent neural networks warp time?")."""
     if max_len < 2:
-        raise ValueError(
+        raise ConfigError(
             f"init='chrono' needs chrono_max_len >= 2 (the longest dependency), got {max_len}"
         )
     u = jax.random.uniform(rngs.params(), (hidden,), dtype, 1.0, max_len - 1.0)
@@ -271,5 +282,5 @@ def recurrent_matmul(h: Array, w: Array) -> Array:
 def get_activation(name: str) -> Callable[[Array], Array]:
     table = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
     if name not in table:
-        raise ValueError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
+        raise ConfigError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
     return table[name]

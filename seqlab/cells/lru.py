@@ -24,6 +24,7 @@ from flax import nnx
 from seqlab.cells.base import Array, Carry, recurrent_matmul
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
+from seqlab.errors import ConfigError
 
 D = DEFAULTS.model
 
@@ -41,7 +42,7 @@ class LRUCell(LinearCell):
         max_phase: float = D.max_phase,
     ) -> None:
         if not (0.0 <= r_min <= r_max < 1.0 and r_max > 0) or not 0 < max_phase <= 2 * math.pi:
-            raise ValueError(  # r_max = 0: lambda = 0 and nu_log = inf; a phase is an angle
+            raise ConfigError(  # r_max = 0: lambda = 0 and nu_log = inf; a phase is an angle
                 f"LRU needs 0 <= r_min <= r_max < 1, r_max > 0 and 0 < max_phase <= 2 pi, got "
                 f"{r_min}, {r_max}, {max_phase}"
             )

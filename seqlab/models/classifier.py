@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqlab.config import DEFAULTS
+from seqlab.errors import ConfigError
 from seqlab.models.inputs import InputEncoder
 from seqlab.recurrence import RNNStack, length_mask
 
@@ -42,8 +44,10 @@ class SequenceClassifier(nnx.Module):
         """``stack``: the recurrent stack's options (``RNNStack.build``: cell, hidden_size,
         num_layers, bidirectional, dropout, unroll, remat, backend, cell_kwargs,
         input_fan_in)."""
+        if not isinstance(num_outputs, numbers.Integral) or num_outputs < 1:
+            raise ConfigError(f"num_outputs must be an integer >= 1, got {num_outputs!r}")
         if readout not in READOUTS:
-            raise ValueError(f"unknown readout {readout!r}; choose one of {READOUTS}")
+            raise ConfigError(f"unknown readout {readout!r}; choose one of {READOUTS}")
         self.readout = readout
         self.inputs = InputEncoder(
             input_kind,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from seqlab.errors import ConfigError
 
 Array = jax.Array
 INPUT_KINDS = ("onehot", "embed", "features")
@@ -35,12 +38,21 @@ class InputEncoder(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if kind not in INPUT_KINDS:
-            raise ValueError(f"unknown input kind {kind!r}; choose one of {INPUT_KINDS}")
+            raise ConfigError(f"unknown input kind {kind!r}; choose one of {INPUT_KINDS}")
         if embed_init not in EMBED_INITS:
-            raise ValueError(f"unknown embed init {embed_init!r}; choose one of {EMBED_INITS}")
+            raise ConfigError(f"unknown embed init {embed_init!r}; choose one of {EMBED_INITS}")
         self.kind = kind
         self.vocab_size = vocab_size
         self.param_dtype = param_dtype
+        sizes = {"embed": (vocab_size, embed_dim), "onehot": (vocab_size,)}.get(
+            kind, (num_features,)
+        )
+        if not all(isinstance(n, numbers.Integral) and n >= 1 for n in sizes):
+            raise ConfigError(
+                f"input kind {kind!r} needs a size >= 1 (vocab_size / embed_dim / num_features)"
+                f"; got vocab_size={vocab_size!r}, embed_dim={embed_dim!r}, "
+                f"num_features={num_features!r}"
+            )
         if kind == "embed":
             init = {"normal": nnx.initializers.normal(1.0)}.get(embed_init)
             kw = {"embedding_init": init} if init is not None else {}
@@ -50,10 +62,6 @@ class InputEncoder(nnx.Module):
             self.output_size = vocab_size
         else:
             self.output_size = num_features
-        if self.output_size < 1:
-            raise ValueError(
-                f"input kind {kind!r} needs a size >= 1 (vocab_size / embed_dim / num_features)"
-            )
 
     def __call__(self, x: Array, *, ids_ok: bool = False) -> Array:
         """Encoded inputs (..., output_size). ``ids_ok``: the consumer is a recurrent layer's

@@ -24,6 +24,7 @@ from flax import nnx
 
 from seqlab.cells import Carry
 from seqlab.config import DEFAULTS
+from seqlab.errors import ConfigError
 from seqlab.models.attention import AdditiveAttention
 from seqlab.models.inputs import InputEncoder
 from seqlab.recurrence import RNNStack, length_mask
@@ -60,7 +61,7 @@ class Seq2Seq(nnx.Module):
         )
         hidden_size, dropout = self.encoder.hidden_size, self.encoder.dropout_rate
         if attention and "state" not in layer_provides(self.encoder.layers[-1]):
-            raise ValueError(
+            raise ConfigError(
                 f"model.attention (additive attention on the decoder's state) needs a recurrent "
                 f"cell; {stack.get('cell')!r} has no state: set model.attention=False"
             )

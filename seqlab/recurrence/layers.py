@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from flax import nnx
 from seqlab.cells import CELLS, MIXERS, Carry, Cell, default_block, make_cell, make_mixer
 from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
+from seqlab.errors import ConfigError, UsageError
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
 from seqlab.recurrence.chunked import run_chunked
 from seqlab.recurrence.cudnn import cudnn_unavailable, run_layer, say_fallback
@@ -59,7 +61,7 @@ def resolve_backend(cell: Cell, backend: str) -> str:
     kernels, or with parameters they do not take, runs ``scan``, and ``cudnn`` where cuDNN
     cannot run it runs ``fast`` (each said once in the log)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
+        raise ConfigError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
     if backend == "cudnn":
         why = cudnn_unavailable(cell)
         if why is None:
@@ -73,7 +75,7 @@ def resolve_backend(cell: Cell, backend: str) -> str:
     if backend == "parallel" and "parallel" in cell.PROVIDES:  # a matrix state's chunked form
         return "chunked"
     if backend == "parallel":
-        raise ValueError(
+        raise ConfigError(
             f"backend='parallel' is for linear recurrences; {type(cell).__name__} is not one"
         )
     why = fast_unavailable(cell) if backend == "fast" else None
@@ -118,6 +120,9 @@ class Recurrent(nnx.Module):
         chunk_size: int = D.chunk_size,
     ):
         self.engine = resolve_backend(cell, backend)  # fails here, not inside a trace
+        for name, n, low in (("chunk_size", chunk_size, 0), ("unroll", unroll, 1)):
+            if not isinstance(n, numbers.Integral) or n < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {n!r}")
         self.cell = cell
         self.reverse = reverse
         self.unroll = unroll
@@ -175,7 +180,7 @@ class Bidirectional(nnx.Module):
 
     def __init__(self, forward: Recurrent, backward: Recurrent, merge: str = "concat"):
         if merge not in ("concat", "sum"):
-            raise ValueError(f"unknown merge {merge!r}; choose 'concat' or 'sum'")
+            raise ConfigError(f"unknown merge {merge!r}; choose 'concat' or 'sum'")
         self.forward = forward
         self.backward = backward
         self.merge = merge
@@ -228,11 +233,11 @@ def resolve_block(block: str, cell: str) -> str:
     states and attention; Mamba's own block for mamba; bare layers for the nonlinear cells).
     Mamba's block holds mamba only, and mamba needs a width-preserving block."""
     if block not in BLOCKS:
-        raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+        raise ConfigError(f"unknown block {block!r}; choose one of {BLOCKS}")
     if (block == "mamba") != (cell == "mamba") and block != "auto":
         if cell == "mamba" and block == "residual":
             return block
-        raise ValueError(
+        raise ConfigError(
             f"block={block!r} with cell={cell!r}: Mamba's block is for cell=mamba, and mamba "
             "runs in block=mamba or residual"
         )
@@ -276,14 +281,14 @@ class RNNStack(nnx.Module):
         the first layer's LeCun-scaled input kernel (1 for one-hot inputs; 0 = all of them,
         Flax's default); see ``Cell.rescale_input_fan_in``."""
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         kw = dict(cell_kwargs or {})
         opts = {"unroll": unroll, "remat": remat, "backend": backend, "chunk_size": chunk_size}
         self.block = resolve_block(block, cell)
         if self.block != "none" and bidirectional:
-            raise ValueError(f"{self.block} blocks are unidirectional; use block='none'")
+            raise ConfigError(f"{self.block} blocks are unidirectional; use block='none'")
         dtype = kw.get("param_dtype", jnp.float32)
         residual = self.block != "none"  # the block keeps the width: project the inputs
         self.input_proj = (
@@ -304,7 +309,7 @@ class RNNStack(nnx.Module):
             return c
 
         if cell in MIXERS and not residual:
-            raise ValueError(f"{cell!r} runs in residual blocks; use block='auto' or 'residual'")
+            raise ConfigError(f"{cell!r} runs in residual blocks; use block='auto' or 'residual'")
 
         def new_layer(first: bool) -> nnx.Module:  # a layer mixer, or a cell run over time
             if cell in MIXERS:
@@ -366,7 +371,7 @@ class RNNStack(nnx.Module):
         rng: Array | None = None,
     ) -> tuple[Array, dict[str, Any]]:
         if train and self.dropout_rate > 0 and rng is None:
-            raise ValueError("dropout needs an rng when train=True")
+            raise UsageError("dropout needs an rng when train=True")
         h_perturb = (_PERTURB.get() or {}).get(id(self))
         if self.input_proj is not None:
             x = self.input_proj(x)
@@ -384,7 +389,7 @@ class RNNStack(nnx.Module):
     def step(self, carry: list[Carry], x: Array) -> tuple[list[Carry], Array]:
         """One timestep through every layer (decoding); x is (B, F). Unidirectional only."""
         if self.bidirectional:
-            raise ValueError("step-by-step decoding needs a unidirectional stack")
+            raise UsageError("step-by-step decoding needs a unidirectional stack")
         new = []
         if self.input_proj is not None:
             x = self.input_proj(x)

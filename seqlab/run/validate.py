@@ -5,6 +5,7 @@ naming the key, what is wrong and what would be right."""
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 from typing import Any
 
@@ -186,6 +187,48 @@ def _mixer(m: ConfigDict) -> None:
     )
 
 
+#: optim keys -> the optimizers / schedules / clips that read them (set elsewhere: announced)
+OPTIM_READERS = {
+    "momentum": ("name", ("sgd", "rmsprop")),
+    "b1": ("name", ("adam", "adamw")),
+    "b2": ("name", ("adam", "adamw")),
+    "weight_decay": ("name", ("adamw",)),
+    "warmup_steps": ("schedule", ("warmup_cosine",)),
+    "end_lr_factor": ("schedule", ("warmup_cosine",)),
+    "schedule_steps": ("schedule", ("warmup_cosine",)),
+    "decay_rate": ("schedule", ("exponential",)),
+    "decay_every": ("schedule", ("exponential",)),
+    "decay_start": ("schedule", ("exponential",)),
+    "clip_value": ("clip", ("global_norm", "elementwise")),
+}
+_SAID: set[str] = set()
+
+
+def unused_optim_keys(c: ConfigDict) -> list[str]:
+    """Optimizer keys set away from the task's defaults that the chosen optimizer, schedule
+    or clip never reads ("optim.momentum=0.5 (read by optim.name=sgd, rmsprop)")."""
+    o, defaults = c.optim, task_config(c.task.name).optim
+    out = []
+    for key, (by, readers) in OPTIM_READERS.items():
+        if o[key] != defaults[key] and o[by] not in readers:
+            out.append(f"optim.{key}={o[key]!r} (read by optim.{by}={'/'.join(readers)})")
+    return out
+
+
+def _announce_unused(c: ConfigDict) -> None:
+    """One warning line (once per process) naming optimizer keys that have no effect: not
+    refused, since a sweep over optim.name or optim.schedule sets them for some points."""
+    unused = unused_optim_keys(c)
+    line = (
+        f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with "
+        f"optim.name={c.optim.name!r}, optim.schedule={c.optim.schedule!r}, "
+        f"optim.clip={c.optim.clip!r}"
+    )
+    if unused and line not in _SAID:
+        _SAID.add(line)
+        logging.getLogger("seqlab").warning("%s", line)
+
+
 def _optim(o: ConfigDict) -> None:
     _one_of("optim.name", o.name, OPTIMIZERS)
     _one_of("optim.schedule", o.schedule, SCHEDULES)
@@ -232,6 +275,7 @@ def validate(c: ConfigDict) -> None:
         c.train.explode_factor,
         "must be >= 0 (0 turns the check off)",
     )
+    _announce_unused(c)
     _one_of("wandb.mode", c.wandb.mode, WANDB_MODES)
     every = c.inspect.every
     _check(
