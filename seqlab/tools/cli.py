@@ -395,8 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from seqlab.run.mesh import pin_cpu_if_no_accelerator
     from seqlab.tools.stop import Stop, Stopped
 
+    pin_cpu_if_no_accelerator()  # an installed libtpu/CUDA plugin is not probed on a CPU box
     stop = Stop.install()
     try:
         return _run(name, rest)
