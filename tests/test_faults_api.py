@@ -83,6 +83,7 @@ def test_models_that_cannot_generate_are_named(lm) -> None:
         seqlab.generate(bi, PRIME, 3, key=KEY)
 
 
+@pytest.mark.slow
 def test_the_edges_that_are_allowed_still_work(lm) -> None:
     """top_k = V (all), temperature 0 (greedy), ids 0 and V-1, a 2-D prime, a raw
     PRNGKey, numpy integer arguments, and a prime under jit."""

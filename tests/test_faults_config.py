@@ -105,6 +105,7 @@ ALLOWED = [  # at the validator's edges, and combinations that must keep working
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,task,model", ALLOWED, ids=[a[0] for a in ALLOWED])
 def test_what_the_validator_allows_builds_and_runs(case, task, model) -> None:
     """Validated, then built and run for one (abstract) training loss: no crash inside."""

@@ -55,6 +55,7 @@ def _assert_all_differ(masks: list[np.ndarray]) -> None:
 H, V = 16, 7
 
 
+@pytest.mark.slow
 def test_every_lm_dropout_site_draws_its_own_key(dropout_masks) -> None:
     model = LanguageModel(V, cell="gru", hidden_size=H, num_layers=4, dropout=0.5, rngs=nnx.Rngs(0))
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, V, (3, 11)))
@@ -71,6 +72,7 @@ def test_every_lm_dropout_site_draws_its_own_key(dropout_masks) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_classifier_and_bidirectional_stack_sites_differ(dropout_masks) -> None:
     model = SequenceClassifier(
         4, num_features=3, cell="lstm", hidden_size=H, num_layers=3, dropout=0.5,
@@ -82,6 +84,7 @@ def test_classifier_and_bidirectional_stack_sites_differ(dropout_masks) -> None:
     _assert_all_differ(dropout_masks)
 
 
+@pytest.mark.slow
 def test_seq2seq_encoder_decoder_and_output_sites_differ(dropout_masks) -> None:
     model = Seq2Seq(
         V, V, embed_dim=H, cell="gru", hidden_size=H, num_layers=2, dropout=0.5,
@@ -98,6 +101,7 @@ def test_seq2seq_encoder_decoder_and_output_sites_differ(dropout_masks) -> None:
 LINEAR = ("lru", "mingru", "minlstm", "rglru")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", LINEAR)
 def test_parallel_reverse_reads_inputs_backwards_on_every_linear_engine(kind: str) -> None:
     """Without lengths the parallel engine flips time itself (with lengths the layer does
