@@ -182,3 +182,12 @@ def test_diverged_trials_are_recognised_from_the_loops_own_messages():
     for said in ("non-finite loss or gradient at step", "loss exploded at step"):
         assert said in src and tune.DIVERGED.search(f"seqlab train: error: {said} 7 (...)")
     assert not tune.DIVERGED.search("seqlab train: error: no config file x.py")
+
+
+def test_a_trial_refused_for_its_input_stops_the_study_in_one_line(tmp_path, capsys):
+    from seqlab.tools.cli import main
+
+    argv = ["tune", "--config", tu.CONFIG, "--workdir", str(tmp_path / "w"), "--trials", "3"]
+    assert main([*argv, "--config.model.cell=nosuchcell"]) == 2  # each trial would fail alike
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("seqlab tune: error:") and "nosuchcell" in err

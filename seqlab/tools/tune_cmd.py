@@ -45,6 +45,7 @@ def define_tune(fv: flags.FlagValues) -> None:
 
 def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
     """The ``Tune`` of parsed flags: the config built once (keys, task metric), its space."""
+    from seqlab.run.validate import validate
     from seqlab.tasks import complete_config, get_task_class
     from seqlab.tools import space as spaces
     from seqlab.tools.sweep import _parse_train, make_sweep_dir
@@ -54,6 +55,7 @@ def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
         if getattr(fv, name) is None:
             raise UsageError(f"--{name} is required (seqlab tune --help)")
     config = complete_config(_parse_train(["--config", fv.config, *passthrough]))
+    validate(config)  # a bad key or value: one line now, not one failed trial
     arg = fv.space if fv.space is not None else fv.config.partition(":")[2] or None
     space = spaces.load_space(fv.config, arg, spaces.leaves(config.to_dict()))
     both = [k for k in space if any(p.startswith(f"--config.{k}=") for p in passthrough)]
