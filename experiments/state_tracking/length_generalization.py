@@ -149,8 +149,8 @@ def report() -> None:
         "generalize in this budget, not that it cannot.",
         "",
         "| variant | eigenvalues | published (scaled) | measured scaled test acc (40-256) | "
-        "acc at train lengths (3-40) | seeds | steps | train s | load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "per seed | acc at train lengths (3-40) | seeds | steps | train s | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for v, (cell, neg, pub, src) in VARIANTS.items():
         if v not in rows:
@@ -161,7 +161,8 @@ def report() -> None:
         eig = "[-1, 1]" if neg else ("[0, 1]" if cell not in ("slstm", "lstm") else "nonlinear")
         lines.append(
             f"| {v} | {eig} | {pub + ' (' + src + ')' if pub else '—'} | "
-            f"{sc.mean():.3f} ± {sc.std():.3f} | {ind.mean():.3f} | {len(rs)} | "
+            f"{sc.mean():.3f} ± {sc.std():.3f} | {', '.join(f'{x:.3f}' for x in sc)} | "
+            f"{ind.mean():.3f} | {len(rs)} | "
             f"{rs[0]['steps']} | {np.mean([r['train_s'] for r in rs]):.0f} | "
             f"{np.mean([r['load_after'] for r in rs]):.1f} |"
         )
