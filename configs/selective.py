@@ -54,10 +54,8 @@ from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
 TASKS = ("selective_copy", "associative_recall")
-CELLS = (
-    "rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru",
-    "mamba", "slstm", "mlstm", "deltanet", "gated_deltanet",
-)
+CELLS = ("rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru")
+CELLS += ("mamba", "slstm", "mlstm", "deltanet", "gated_deltanet")  # the 2024-25 recurrences
 LENGTHS = (32, 64, 128, 256)
 DEFAULT_T = {"selective_copy": 64, "associative_recall": 32}  # when the arg gives no T
 
