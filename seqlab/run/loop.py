@@ -163,7 +163,11 @@ def _train_and_evaluate(
             writer.write_scalars(step, scalars)  # no-op off process 0
             if pi == 0:
                 write_json(probe_path, prober.results)
-                figures = draw_figures(prober.results, workdir) if writer.wants_figures else {}
+                figures = (
+                    draw_figures(prober.results, workdir, prober.quantity)
+                    if writer.wants_figures
+                    else {}
+                )
                 writer.write_probe(step, prober.results, figures)  # W&B: curves and figures
 
     if start == 0:

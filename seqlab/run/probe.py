@@ -217,7 +217,13 @@ class Prober:
         return scalars
 
 
-def draw_figures(results: dict[str, dict[str, Any]], directory: str) -> dict[str, str]:
+#: each quantity's axis label
+LABELS = {"state": "log10 ||dL/dh_t||", "residual": "log10 ||dL/dx_t||"}
+
+
+def draw_figures(
+    results: dict[str, dict[str, Any]], directory: str, quantity: str = "state"
+) -> dict[str, str]:
     """One run's probe as pictures (for writers that show images, e.g. W&B):
     ``probe_curves.png`` (log10 g_t against distance T - t, one panel per layer, one line per
     probed step, darker = later) and ``probe_heatmap.png`` (log10 g over (step, distance)).
@@ -242,7 +248,7 @@ def draw_figures(results: dict[str, dict[str, Any]], directory: str) -> dict[str
             ax.plot(np.arange(lg.size)[::-1], lg, color=color, label=s.replace("_", " "))
         ax.set_title(k.replace("_", " "))
         ax.set_xlabel("distance T - t")
-        ax.set_ylabel("log10 ||dL/dh_t||")
+        ax.set_ylabel(LABELS[quantity])
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(paths["probe_curves"], dpi=100)
@@ -255,7 +261,7 @@ def draw_figures(results: dict[str, dict[str, Any]], directory: str) -> dict[str
         ax.set_title(k.replace("_", " "))
         ax.set_xlabel("distance T - t")
         ax.set_ylabel("training step")
-        fig.colorbar(im, ax=ax, label="log10 ||dL/dh_t||")
+        fig.colorbar(im, ax=ax, label=LABELS[quantity])
     fig.tight_layout()
     fig.savefig(paths["probe_heatmap"], dpi=100)
     plt.close(fig)
