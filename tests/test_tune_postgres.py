@@ -91,5 +91,5 @@ def test_a_worker_killed_mid_trial_loses_nothing(postgres, tmp_path):
     with open(os.path.join(killed, "train.log")) as f:
         resumed = [int(s) for s in re.findall(r"resumed from \S+ at step (\d+)", f.read())]
     assert len(resumed) == 1 and resumed[0] >= 200  # from the checkpoint the kill left
-    assert tu.logged_steps(killed)[-1] == 2000
+    assert tu.logged_steps(killed)[-1] == tu.STEPS
     assert len(tu.trial_dirs(wd)) == n

@@ -12,10 +12,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "long_range.py:runlocal")
 #: a trial long enough to kill mid-way (~400 steps/s on a 2-core CPU), checkpointing often
+STEPS = 1000
 LONG = [
-    "--config.train.num_steps=2000",
+    f"--config.train.num_steps={STEPS}",
     "--config.train.checkpoint_every=100",
-    "--config.train.eval_every=500",
+    "--config.train.eval_every=250",
     "--config.train.log_every=100",
 ]
 
@@ -51,7 +52,7 @@ def kill_mid_trial(
     proc: subprocess.Popen, workdir: str, only: str = "0000", timeout: float = 240
 ) -> str:
     """``kill -9`` the worker once its trial ``only`` has saved a checkpoint and logged
-    step 200 of 2000; returns that trial's folder."""
+    step 200 of ``STEPS``; returns that trial's folder."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         for sub in [d for d in trial_dirs(workdir) if os.path.basename(d) == only]:
