@@ -112,7 +112,8 @@ def test_num_params_matched_width():
 
 @pytest.mark.slow
 def test_nanogpt_cpu_config_end_to_end(tmp_path, capsys, monkeypatch):
-    """configs/charlm.py:nanogpt_cpu shrunk: train (probing ||dL/dx_t||), eval, sample
+    """configs/charlm.py:nanogpt_cpu shrunk: train (probing ||dL/dx_t||, the attention page at
+    an eval), eval, sample
     (the same seed, the same text), inspect (the attention page)."""
     import json
     import os
@@ -124,8 +125,11 @@ def test_nanogpt_cpu_config_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SEQLAB_DATA_DIR", SHARED_DATA)
     from seqlab.tools.cli import main
 
-    probe = ["--config.probe.every=10", "--config.probe.quantity=residual"]
-    wd, _ = train_then_eval(tmp_path, capsys, "charlm.py:nanogpt_cpu,runlocal", extra=probe)
+    extra = ["--config.probe.every=10", "--config.probe.quantity=residual"]
+    extra += ["--config.inspect.every=20"]  # the attention page at the step-20 eval
+    wd, _ = train_then_eval(tmp_path, capsys, "charlm.py:nanogpt_cpu,runlocal", extra=extra)
+    with open(os.path.join(wd, "inspect", "index.html"), encoding="utf-8") as f:
+        assert "step 20" in f.read()
     with open(os.path.join(wd, "probe.json")) as f:
         curves = json.load(f)
     assert sorted(curves) == ["layer_0"] and "step_10" in curves["layer_0"]

@@ -240,6 +240,16 @@ def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str
         return None
     vocab = getattr(task, "vocab", None)
     family = task.spec.family
+    from seqlab.cells import provides
+
+    if "state" not in provides(str(config.model.cell)):  # attention: its maps (char LMs)
+        if vocab is None:
+            return None
+        from seqlab.tools.inspect_attention import attention_page
+
+        ids, _, _ = split_text(task, "val", DEFAULT_MAX_CHARS)
+        out = os.path.join(workdir, "inspect")
+        return attention_page(model, vocab, ids, out, title=f"{workdir} step {step}")
     if vocab is not None:
         ids, context, _ = split_text(task, "val", DEFAULT_MAX_CHARS)
         report = lm_report(model, vocab, ids, context=context, task=task, why="", ngram_order=5)
