@@ -7,11 +7,12 @@
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PG_DIR=$(mktemp -d /tmp/seqlab-ci-pg.XXXXXX)
-PG_PORT=${SEQLAB_CI_PG_PORT:-55432}
+# a free port (two CI runs on one machine must not collide), unless SEQLAB_CI_PG_PORT says
+PG_PORT=${SEQLAB_CI_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; PG_AS=(runuser -u postgres --); else PG_AS=(); fi
+trap '"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$PG_DIR"' EXIT
 "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U seqlab >/dev/null
 "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" start >/dev/null
-trap '"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$PG_DIR"' EXIT
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U seqlab seqlab_test
 export SEQLAB_TEST_POSTGRES="postgresql://seqlab@127.0.0.1:$PG_PORT/seqlab_test"
 export SEQLAB_REQUIRE_POSTGRES=1
