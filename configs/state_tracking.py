@@ -27,8 +27,9 @@ The 2024-25 recurrences sit in the sweep too (mamba, slstm, mlstm, deltanet, gat
 gated_deltanet, mingru and rglru from [0, 1] to [-1, 1] (Grazzi et al. 2025). Their length-
 generalization protocol (train on 3-40 bits, test on 40-256) is
 experiments/state_tracking/length_generalization.py: measured there (1,000 steps, 2 x 32
-units, two seeds, load ~10-20 on 2 cores), scaled test accuracy mamba 0.000/0.000 ->
-0.848/0.895 and deltanet 0.004/0.000 -> 1.000/0.000 with negative eigenvalues, slstm 1.000.
+units, three seeds, load ~4-20 on 2 cores), scaled test accuracy mamba 0.000/0.000/0.020 ->
+0.848/0.895/1.000 and deltanet 0.004/0.000/0.043 -> 1.000/0.000/1.000 with negative
+eigenvalues; slstm 1.000/1.000.
 
 Variants (comma-separated after ``:``): the task (``parity``, the default, or ``s3``; also
 ``task=s3``), a cell (``cell=lstm`` or ``lstm``), ``T=<int>`` (sequence length, default 16),
