@@ -99,6 +99,7 @@ def get_sweep(arg: str | None = None) -> Iterator[dict]:
     """Cells x sequence lengths; ``arg`` narrows it, e.g. ``cells=gru+mingru,lengths=16+64``."""
     return cells_by_lengths(arg, CELLS, LENGTHS)
 
+
 def get_search_space(arg: str | None = None) -> dict:
     """What ``seqlab tune`` searches: the learning rate log-uniform and the gradient clip
     (the budget question of S3 at long T is a tuning question first)."""
