@@ -5,16 +5,13 @@ overrides, so every point resumes like any run. ``status.json`` in a sub-workdir
 its last attempt ended; re-running the sweep skips finished points and retries failed ones.
 One failing point is recorded with its error and the rest go on.
 
-Sweeps are generators of override dicts (kauldron/big_vision style); ``product`` and ``zip_``
-build them.
+What a sweep is (its points, and their W&B spec) is ``seqlab.tools.sweep_space``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import itertools
-import json
 import os
 import re
 import shlex
@@ -22,67 +19,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from seqlab.errors import UsageError
-
-
-def product(**axes: Sequence[Any]) -> Iterator[dict[str, Any]]:
-    """``product(**{"model.cell": ["rnn", "lstm"], "data.seq_len": [50, 100]})``."""
-    keys = list(axes)
-    for values in itertools.product(*(axes[k] for k in keys)):
-        yield dict(zip(keys, values, strict=True))
-
-
-def zip_(**axes: Sequence[Any]) -> Iterator[dict[str, Any]]:
-    """Points taken in lockstep: ``zip_(**{"model.cell": [...], "model.init": [...]})``."""
-    keys = list(axes)
-    for values in zip(*(axes[k] for k in keys), strict=True):
-        yield dict(zip(keys, values, strict=True))
-
-
-def cells_by_lengths(
-    arg: str | None, cells: Sequence[str], lengths: Sequence[int]
-) -> Iterator[dict[str, Any]]:
-    """A ``get_sweep`` of cells x sequence lengths, narrowed by ``arg``
-    (``cells=lstm+gru,lengths=100+200``): points set ``model.cell`` and ``data.seq_len``.
-
-    A cell may name an initialization preset after a slash, ``lstm/chrono``: the point also
-    sets ``model.init`` (and, for ``chrono``, ``model.chrono_max_len`` to the point's T, the
-    dependency length the task asks for), and reports label its rows ``lstm/chrono``."""
-    from seqlab.cells.base import INIT_PRESETS
-    from seqlab.config import parse_arg
-
-    a = parse_arg(arg, cells="+".join(cells), lengths="+".join(map(str, lengths)))
-    chosen = [c.partition("/") for c in a.cells.split("+")]
-    for cell, slash, init in chosen:
-        if cell not in cells:
-            raise UsageError(f"unknown cell {cell!r} in the sweep; choose from {tuple(cells)}")
-        if slash and init not in INIT_PRESETS:
-            raise UsageError(
-                f"unknown init {init!r} in the sweep's {cell}/{init}; choose from {INIT_PRESETS}"
-            )
-    for (cell, _, init), T in itertools.product(chosen, _lengths(a.lengths)):
-        point: dict[str, Any] = {"model.cell": cell, "data.seq_len": T}
-        if init:
-            point["model.init"] = init
-            if init == "chrono":
-                point["model.chrono_max_len"] = T
-        yield point
-
-
-def _lengths(text: str) -> list[int]:
-    """``100+200`` -> [100, 200]; anything else is one UsageError naming the argument."""
-    parts = text.split("+")
-    for part in parts:
-        if not part.strip().isdigit() or int(part) < 1:
-            raise UsageError(
-                f"sweep argument lengths={text!r}: {part!r} is not a whole number >= 1 "
-                "(lengths are '+'-separated, e.g. lengths=100+200)"
-            )
-    return [int(p) for p in parts]
+from seqlab.tools.sweep_space import (  # noqa: F401  (configs import them from here)
+    cells_by_lengths,
+    product,
+    wandb_sweep_yaml,
+    zip_,
+)
 
 
 def point_name(overrides: dict[str, Any]) -> str:
@@ -450,60 +397,3 @@ def _last_error(log_path: str, offset: int = 0) -> str:
         if "error" in ln.lower() or "Error" in ln:
             return ln[-300:]
     return lines[-1][-300:] if lines else "no output"
-
-
-def wandb_sweep_yaml(
-    config: str,
-    workdir: str,
-    points: list[dict[str, Any]],
-    metric: str = "eval/loss",
-    goal: str = "minimize",
-    method: str = "grid",
-) -> str:
-    """A W&B sweep spec running ``seqlab train`` with ``--config.<key>=<value>`` flags.
-
-    Points that form a full grid become one W&B parameter per key; any other set of points
-    (zipped keys) becomes a single ``config.sweep_point`` categorical that ``seqlab train``
-    expands back into its overrides, so the points W&B runs are exactly ``get_sweep``'s.
-    The W&B agent sets WANDB_RUN_ID, which names each run's sub-workdir.
-    """
-    keys = list(dict.fromkeys(k for p in points for k in p))
-    values = {k: list(dict.fromkeys(json.dumps(p.get(k)) for p in points)) for k in keys}
-    grid = len(points) == _prod(len(v) for v in values.values()) and all(
-        set(p) == set(keys) for p in points
-    )
-    lines = [
-        f"# seqlab sweep of {config} ({len(points)} points)",
-        f"method: {method}",
-        "metric:",
-        f"  name: {metric}",
-        f"  goal: {goal}",
-        "parameters:",
-    ]
-    if grid:
-        for k in keys:
-            lines.append(f"  config.{k}:")
-            lines.append(f"    values: [{', '.join(values[k])}]")
-    else:
-        lines.append("  config.sweep_point:")
-        encoded = [json.dumps(json.dumps(p, sort_keys=True)) for p in points]
-        lines.append(f"    values: [{', '.join(encoded)}]")
-    lines += [
-        "command:",
-        "  - ${env}",
-        "  - ${interpreter}",
-        "  - -m",
-        "  - seqlab",
-        "  - train",
-        f"  - --config={config}",
-        f"  - --workdir={workdir}/$WANDB_RUN_ID",
-        "  - ${args}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _prod(xs: Iterable[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= x
-    return out
