@@ -22,7 +22,8 @@ from seqlab.tools.cli import main
 AOT = "the aot extra is not installed (pip install -e '.[aot]')"
 needs_tpu = pytest.mark.skipif(not importlib.util.find_spec("libtpu"), reason=AOT + ": libtpu")
 needs_gpu = pytest.mark.skipif(
-    not importlib.util.find_spec("jax_cuda12_plugin"), reason=AOT + ": jax-cuda12-plugin"
+    not importlib.util.find_spec("jax_cuda12_plugin"),
+    reason="the aot-gpu extra is not installed (pip install -e '.[aot-gpu]'): jax-cuda12-plugin",
 )
 CHARLM = ("charlm", "runlocal,corpus=python_stdlib")  # the char LM, no download
 

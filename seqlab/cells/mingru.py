@@ -13,6 +13,8 @@ positive activation (its appendix code). Log space: log(1 - z) = -softplus(k_z),
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 from flax import nnx
 
@@ -29,10 +31,16 @@ class MinGRUCell(LinearCell):
     log_space = True
 
     def init_recurrence(
-        self, rngs: nnx.Rngs, *, negative_eigenvalues: bool = D.negative_eigenvalues
+        self,
+        rngs: nnx.Rngs,
+        *,
+        negative_eigenvalues: bool = D.negative_eigenvalues,
+        **options: Any,
     ) -> None:
         """``negative_eigenvalues`` (Grazzi et al. 2025): a_t = 1 - 2 z in (-1, 1) instead of
-        1 - z; a_t may then be negative, so the parallel engine combines linearly, not in logs."""
+        1 - z; a_t may then be negative, so the parallel engine combines linearly, not in logs.
+        Any other option is refused as for every linear cell ("takes no options")."""
+        super().init_recurrence(rngs, **options)
         self.negative_eigenvalues = bool(negative_eigenvalues)
         self.log_space = not self.negative_eigenvalues
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from orbax.checkpoint import checkpoint_managers as cm
 
 from seqlab.errors import RunError
 
+META_FILE = "metadata"  # orbax's JsonCheckpointHandler file in a step's ``meta`` folder
 ASIDE = ".unreadable"  # unreadable steps go to <checkpoints directory> + ASIDE
 
 
@@ -124,6 +126,7 @@ class Checkpointer:
         self.best_mode = best_mode
         self.unreadable: dict[int, str] = {}  # step -> why, as the reads below found it
         self._metas: dict[int, dict[str, Any]] = {}
+        self._policy_metrics: dict[int, dict[str, Any]] = {}
         self._pending: int | None = None  # the step an async save may still be writing
         self._failed = False
         _quiet_orbax()
@@ -166,12 +169,21 @@ class Checkpointer:
 
     # -- reading ---------------------------------------------------------------------------
     def _saved_metrics(self, step: int) -> dict[str, Any]:
-        """The eval metrics in a step's metadata ({} where it does not read)."""
+        """The eval metrics in a step's metadata file ({} where it does not read), for the
+        retention policy. Read from the file itself, not through the manager: the policy runs
+        inside a save, where a manager read would first wait for (and swallow the failure of)
+        a background save still in flight."""
+        if step in self._policy_metrics:
+            return self._policy_metrics[step]
+        path = os.path.join(self.directory, str(step), "meta", META_FILE)
         try:
-            metrics = self.read_meta(step).get("metrics")
-        except _Unreadable:
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):  # not written yet, or damaged: not the best
             return {}
-        return metrics if isinstance(metrics, dict) else {}
+        metrics = meta.get("metrics") if isinstance(meta, dict) else None
+        self._policy_metrics[step] = metrics if isinstance(metrics, dict) else {}
+        return self._policy_metrics[step]
 
     def read_meta(self, step: int) -> dict[str, Any]:
         """The step's metadata; _Unreadable (noted in ``unreadable``) if it does not read."""

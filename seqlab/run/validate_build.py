@@ -144,6 +144,11 @@ def cell_builds(m: ConfigDict) -> None:
                 return Recurrent(cell, backend="scan")(x)
 
             nnx.eval_shape(step, jax.ShapeDtypeStruct((1, 2, small), jnp.float32))
+    except OverflowError as e:  # a size past int32 (memory.py words it the same way)
+        raise ConfigError(
+            f"config.model.hidden_size={m.hidden_size} is invalid: a model too large to build "
+            f"({' '.join(str(e).split())[:200]}); shrink model.hidden_size"
+        ) from None
     except (ValueError, TypeError, NotImplementedError) as e:
         what = ", model.".join(f"{k}={m[k]!r}" for k in keys) or f"hidden_size={m.hidden_size}"
         why = " ".join(str(e).split())[:300]

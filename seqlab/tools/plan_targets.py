@@ -1,6 +1,7 @@
 """The accelerators ``seqlab plan`` compiles for: each chip's published peaks and memory, and
 its compile-only devices (``jax.experimental.topologies``: no chip needed, only the extra
-``pip install -e '.[aot]'``: libtpu for TPUs, jax-cuda12-plugin/-pjrt for NVIDIA GPUs)."""
+``pip install -e '.[aot]'``: libtpu for TPUs; ``'.[aot-gpu]'``: jax-cuda12-plugin/-pjrt for
+NVIDIA GPUs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 
 from seqlab.errors import UsageError
 
-AOT_PIP = "pip install -e '.[aot]'"
+AOT_PIP = "pip install -e '.[aot]'"  # TPU targets (libtpu)
+AOT_GPU_PIP = "pip install -e '.[aot-gpu]'"  # NVIDIA targets (the CUDA plugin)
 GIB = 1024**3
 
 
@@ -162,6 +164,7 @@ def make(name: str, slices: int = 1) -> Target:
     except (RuntimeError, NotImplementedError, ValueError) as e:
         first = " ".join(str(e).split())[:200]
         missing = "not installed" in first or "not implemented" in first.lower()
-        how = f"; install the extra: {AOT_PIP}" if missing else ""
+        pip = AOT_PIP if CHIPS[gen].platform == "tpu" else AOT_GPU_PIP
+        how = f"; install the extra: {pip}" if missing else ""
         raise UsageError(f"cannot compile for --target={name} ({first}){how}") from None
     return Target(name + (f" x{slices} slices" if slices > 1 else ""), CHIPS[gen], list(devs))
