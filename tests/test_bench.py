@@ -161,6 +161,7 @@ def test_cli_rejects_unknown_names(capsys) -> None:
     assert "unknown cell 'nope'" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_probe_mode_times_the_probe_against_a_gradient_on_the_same_batch() -> None:
     shape = workload.Shape(4, 6, 8, 1, 5)
     rows = probe_cost.bench_probe(

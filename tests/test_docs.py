@@ -21,6 +21,7 @@ def test_block_extraction():
     assert python_blocks(text) == ["x = 1\n", "y = x\n"]
 
 
+@pytest.mark.slow
 def test_library_guide_runs():
     blocks = python_blocks(DOC.read_text())
     assert len(blocks) >= 8, "docs/library.md lost its examples"

@@ -25,6 +25,7 @@ SHORT = ["--config.train.num_steps=6", "--config.train.eval_every=6"]
 SHORT += ["--config.train.checkpoint_every=6", "--config.train.log_every=3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", LINEAR)
 @pytest.mark.parametrize("config", list(FAMILIES))
 def test_linear_cell_trains_evaluates_and_samples(tmp_path, capsys, config, cell):

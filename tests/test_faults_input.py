@@ -472,6 +472,7 @@ def test_resume_does_not_duplicate_samples(trained, tmp_path, capsys):
 
 
 # -- a sweep point that crashes --------------------------------------------------------------
+@pytest.mark.slow
 def test_crashing_sweep_point_is_recorded_and_others_finish(tmp_path, monkeypatch, capsys):
     import textwrap
 

@@ -143,6 +143,7 @@ def check_loop(loop: fu.LoopResult, ref_wd: str) -> dict[str, int]:
     return n
 
 
+@pytest.mark.slow
 def test_kill9_at_many_points_resumes_bit_identically(tmp_path, jax_cache):
     env = fu.seqlab_env(jax_cache)
     logs = tmp_path / "logs"
@@ -274,6 +275,7 @@ def signal_scenario(name, tmp_path, env):
     return first, rows, second
 
 
+@pytest.mark.slow
 def test_signals_checkpoint_flush_and_resume_exactly(tmp_path, jax_cache):
     env = fu.seqlab_env(jax_cache)
     ref_wd = tmp_path / "ref"
@@ -355,6 +357,7 @@ def test_kill_after_final_checkpoint_keeps_results(tmp_path, jax_cache):
     assert f"eval/loss={results['eval/loss']:.4g}" in second.out, second.out  # the summary
 
 
+@pytest.mark.slow
 def test_wandb_unreachable_falls_back_offline(tmp_path, jax_cache):
     home = tmp_path / "home"
     home.mkdir()

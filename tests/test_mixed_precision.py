@@ -98,6 +98,7 @@ def rel(a: Any, b: Any) -> float:
 CASES = [(c, e) for c, engines in ENGINES.items() for e in engines]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cell", "engine"), CASES)
 def test_bfloat16_compute_is_float32_within_tolerance(runs: Any, cell: str, engine: str) -> None:
     loss, grads, carry, params, lm, lines = runs[cell, engine, "bfloat16"]

@@ -156,6 +156,7 @@ def test_probe_sweep_is_what_the_config_declares():
     assert "cells" not in base_config().probe and "lengths" not in base_config().probe
 
 
+@pytest.mark.slow
 def test_probe_command_writes_json_and_figures(probe_run):
     wd, out = probe_run
     with open(wd / "probe.json") as f:

@@ -49,6 +49,7 @@ def write_config(tmp_path, points):
     return str(path)
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_and_rerun_skips_done(tmp_path):
     points = [{"model.cell": "gru"}, {"model.hidden_size": 0}]  # the second is invalid
     config = write_config(tmp_path, points)
