@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from seqlab.run.checkpoint import BestStep, Checkpointer
+from seqlab.run.checkpoint import Checkpointer
+from seqlab.run.retention import BestStep
 
 STATE = {"w": np.arange(3, dtype=np.float32)}
 
