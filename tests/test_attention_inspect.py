@@ -1,4 +1,4 @@
-"""``seqlab inspect`` for attention (seqlab/tools/inspect_attention.py): causal, windowed maps
+"""``seqlab inspect`` for attention (seqlab/tools/inspect/attention.py): causal, windowed maps
 whose rows are distributions, the chosen character's top keys, and the page."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flax import nnx
 from seqlab.errors import UsageError
 from seqlab.models import LanguageModel
 from seqlab.tasks.corpora import Vocab
-from seqlab.tools.inspect_attention import attention_maps, attention_page, top_keys
+from seqlab.tools.inspect.attention import attention_maps, attention_page, top_keys
 
 
 @pytest.fixture(scope="module")

@@ -241,9 +241,9 @@ def adding(tmp_path_factory):
 
 
 def test_a_many_to_one_run_gets_its_examples(adding, tmp_path, capsys, monkeypatch):
-    from seqlab.tools import inspect_examples
+    from seqlab.tools.inspect import examples
 
-    monkeypatch.setattr(inspect_examples, "NUM_EXAMPLES", 1)
+    monkeypatch.setattr(examples, "NUM_EXAMPLES", 1)
     code, _, err = run(capsys, "inspect", "--workdir", adding, "--out", str(tmp_path))
     assert code == 0, err
     html = (tmp_path / "index.html").read_text()

@@ -79,7 +79,7 @@ def analyse(wd: str) -> dict:
     from seqlab.models.build import build_model
     from seqlab.tools import units
     from seqlab.tools.inspect import load_task, split_text
-    from seqlab.tools.inspect_lm import (
+    from seqlab.tools.inspect.lm import (
         activation_series,
         fit_ngram,
         gate_saturation,

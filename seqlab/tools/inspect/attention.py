@@ -18,7 +18,7 @@ from flax import nnx
 
 from seqlab.errors import UsageError
 from seqlab.tasks.corpora import Vocab
-from seqlab.tools.inspect_lm import symbol_chars
+from seqlab.tools.inspect.lm import symbol_chars
 
 #: the whole-map figure shows at most this many characters (the last ones of the text)
 MAP_CHARS = 160

@@ -5,9 +5,9 @@ For a character LM, over a text (``--text FILE`` or the first ``--max_chars`` ch
 a split): (1) per character the model's probability and its top-5 guesses (Karpathy's blog
 figure); (2) every hidden unit's activation, ranked by how well it tracks named properties of
 the text (``seqlab.tools.units``); (3) gate saturation (Karpathy, Johnson & Fei-Fei 2015,
-Fig. 3); (4) per character, the model's gain over the n-gram baseline (1-4: ``inspect_lm``);
+Fig. 3); (4) per character, the model's gain over the n-gram baseline (1-4: ``lm``);
 (5) the samples the run logged while training. Other tasks get the hidden state and gates
-over a few eval examples with the model's prediction beside the target (``inspect_examples``).
+over a few eval examples with the model's prediction beside the target (``examples``).
 
 Every check (checkpoint, text, vocabulary, output folder) happens before anything is
 written, so bad input leaves the workdir as it was.
@@ -27,7 +27,7 @@ from absl import flags
 from seqlab.errors import DataError, SeqlabError, UsageError
 from seqlab.tasks.corpora import Vocab
 from seqlab.tools.flags import parse
-from seqlab.tools.inspect_lm import lm_report
+from seqlab.tools.inspect.lm import lm_report
 
 DEFAULT_MAX_CHARS = 2000
 #: samples.jsonl rows shown (evenly spaced over training, first and last kept)
@@ -134,7 +134,7 @@ def inspect_workdir(
 ) -> tuple[str, list[str]]:
     """Writes OUT/index.html and the PNGs; returns (the page's path, notes for the user).
     A mixer without a recurrent state (attention) gets its attention maps from the character
-    at ``position`` instead (``inspect_attention``)."""
+    at ``position`` instead (``attention``)."""
     from seqlab.cells import provides
     from seqlab.run import load_run
     from seqlab.tools.sampling import saved_meta
@@ -163,7 +163,7 @@ def inspect_workdir(
             "character LMs only; this run's task has no page for it yet"
         )
     if run.vocab is None:
-        from seqlab.tools.inspect_examples import examples_report
+        from seqlab.tools.inspect.examples import examples_report
 
         task, why = load_task(run.config)
         if task is None:
@@ -177,7 +177,7 @@ def inspect_workdir(
             ids, context, note = split_text(task, split or "val", max_chars)
             notes += [note] if note else []
         if not stateful:  # no hidden units or gates: the attention maps
-            from seqlab.tools.inspect_attention import attention_page
+            from seqlab.tools.inspect.attention import attention_page
 
             page = attention_page(model, run.vocab, ids, out, position=position, title=workdir)
             return page, notes
@@ -245,7 +245,7 @@ def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str
     if "state" not in provides(str(config.model.cell)):  # attention: its maps (char LMs)
         if vocab is None:
             return None
-        from seqlab.tools.inspect_attention import attention_page
+        from seqlab.tools.inspect.attention import attention_page
 
         ids, _, _ = split_text(task, "val", DEFAULT_MAX_CHARS)
         out = os.path.join(workdir, "inspect")
@@ -256,7 +256,7 @@ def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str
         report["source"] = "the val split"
         report["samples"] = read_samples(workdir)
     else:
-        from seqlab.tools.inspect_examples import examples_report
+        from seqlab.tools.inspect.examples import examples_report
 
         report = examples_report(model, task, family)
     report["run"] = run_info(config, workdir, step, family, {})
@@ -273,8 +273,8 @@ def log_page(task: Any, model: Any, config: Any, workdir: str, step: int) -> str
 def write_page(report: dict[str, Any], out: str) -> str:
     """OUT/index.html and OUT/*.png; an unwritable folder is one UsageError line."""
     from seqlab.run.writers import atomic_open
-    from seqlab.tools.inspect_figures import draw_figures
-    from seqlab.tools.inspect_page import render
+    from seqlab.tools.inspect.figures import draw_figures
+    from seqlab.tools.inspect.page import render
 
     try:
         os.makedirs(out, exist_ok=True)

@@ -116,7 +116,7 @@ def traces_of(model: Any, family: str, batch: dict[str, np.ndarray]) -> tuple[li
 
 def examples_report(model: Any, task: Any, family: str) -> dict[str, Any]:
     """What the page shows for a task other than a char LM (``NUM_EXAMPLES`` examples)."""
-    from seqlab.tools.inspect_lm import gate_saturation
+    from seqlab.tools.inspect.lm import gate_saturation
 
     first = task.eval_batches()[0]
     batch = {k: np.asarray(v[:NUM_STATS]) for k, v in first.items()}

@@ -1,4 +1,4 @@
-"""``seqlab inspect``'s page: one HTML file, CSS and JS inline (``inspect_script``), the
+"""``seqlab inspect``'s page: one HTML file, CSS and JS inline (``script``), the
 per-character data as JSON in the page, gate saturation as inline SVG, other tasks' example
 figures as base64 PNG. It works from file:// and inside a W&B Html panel."""
 
@@ -8,7 +8,7 @@ import json
 from html import escape
 from typing import Any
 
-from seqlab.tools.inspect_script import CSS, ERRORS_JS, PAGE_JS
+from seqlab.tools.inspect.script import CSS, ERRORS_JS, PAGE_JS
 from seqlab.tools.units import LEFT, RIGHT, SCORE
 
 SECTIONS = (
