@@ -85,6 +85,9 @@ def base_config() -> ConfigDict:
     # attention: the positions a query sees (itself included) and the key/value cache's size;
     # set it to the trained context (data.seq_len). Longer generations slide this window.
     c.model.window = 256
+    # attention: rotary (RoFormer, in q/k) | learned (a learned absolute table per layer, as
+    # nanoGPT's position embedding; positions < window only)
+    c.model.positions = "rotary"
     c.model.block_out = "linear"
     c.model.block_mlp = False
 

@@ -26,9 +26,11 @@ def np_rotary(x: np.ndarray, pos: np.ndarray, base: float = 10_000.0) -> np.ndar
     return out
 
 
-def np_attention(x: np.ndarray, w: np.ndarray, b: np.ndarray, heads: int, window: int):
+def np_attention(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, heads: int, window: int, rotate: bool = True
+):
     """softmax(q k^T / sqrt(d) + mask) v per head, one example x (T, F); mask: j <= t and
-    j > t - window (else -inf)."""
+    j > t - window (else -inf); ``rotate``: rotary q and k (else as projected)."""
     T = x.shape[0]
     H = w.shape[1] // 3
     d = H // heads
@@ -36,8 +38,9 @@ def np_attention(x: np.ndarray, w: np.ndarray, b: np.ndarray, heads: int, window
     pos = np.arange(T)
     out = np.zeros((T, H))
     for n in range(heads):
-        q = np_rotary(qkv[:, n * d : (n + 1) * d], pos)
-        k = np_rotary(qkv[:, H + n * d : H + (n + 1) * d], pos)
+        q, k = qkv[:, n * d : (n + 1) * d], qkv[:, H + n * d : H + (n + 1) * d]
+        if rotate:
+            q, k = np_rotary(q, pos), np_rotary(k, pos)
         v = qkv[:, 2 * H + n * d : 2 * H + (n + 1) * d]
         mask = np.array([[0.0 if t - window < j <= t else -np.inf for j in range(T)] for t in pos])
         s = q @ k.T / np.sqrt(d) + mask
@@ -134,3 +137,31 @@ def test_registry_answers_for_attention_and_cells():
     assert "state" not in provides("attention") and "state" in provides("lstm")
     assert default_block("attention") == "residual" and default_block("lstm") == "none"
     assert default_block("lru") == "residual"
+
+
+def test_learned_positions_match_the_reference_without_rotation():
+    """positions=learned: q, k, v from (x + P[p]) W + b, no rotary; the table is (window, F)
+    drawn N(0, 0.02); a step-by-step decode equals the sequence form; rotary stays default."""
+    assert make().positions == "rotary" and not hasattr(make(), "pos_table")
+    with jax.enable_x64(True):
+        m = CausalSelfAttention(
+            5, 8, num_heads=2, window=16, positions="learned", param_dtype=jnp.float64,
+            rngs=nnx.Rngs(0),
+        )  # fmt: skip
+        table = np.asarray(m.pos_table[...])
+        assert table.shape == (16, 5) and 0.005 < table.std() < 0.05
+        m.pos_table[...] = jnp.asarray(np.random.default_rng(3).normal(size=(16, 5)))
+        x = np.random.default_rng(0).normal(size=(2, 7, 5))
+        y, _ = m(jnp.asarray(x))
+        w, b = params(m)
+        table = np.asarray(m.pos_table[...])
+        for i in range(2):
+            ref = np_attention(x[i] + table[:7], w, b, heads=2, window=16, rotate=False)
+            np.testing.assert_allclose(np.asarray(y[i]), ref, **TOL)
+        carry, steps = m.initial_carry(2), []
+        for t in range(7):
+            carry, s = m.step(carry, jnp.asarray(x[:, t]))
+            steps.append(s)
+        np.testing.assert_allclose(np.stack(steps, 1), y, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        CausalSelfAttention(5, 8, num_heads=2, window=4, positions="alibi", rngs=nnx.Rngs(0))

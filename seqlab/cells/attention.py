@@ -7,10 +7,17 @@
 The output projection W_O is the residual block's ``out`` map (``seqlab.recurrence.blocks``),
 so the block ``x + out(attn(norm(x))) (+ MLP)`` is a pre-norm Transformer block.
 
-Positions: rotary embeddings (Su et al. 2021, RoFormer; the GPT-NeoX half-split layout,
-frequencies base^(-2i/d), base 10,000), so scores depend on the distance between tokens only
-and a window can slide past the trained context. The mask lets a query at position p see the
-keys at positions p - window < j <= p (``window``: the trained context, or longer).
+Positions (``positions``): ``rotary`` (default) rotates q and k (Su et al. 2021, RoFormer;
+the GPT-NeoX half-split layout, frequencies base^(-2i/d), base 10,000), so scores depend on
+the distance between tokens only and a window can slide past the trained context.
+``learned`` instead adds a learned table P (window, F), drawn N(0, 0.02) as GPT-2/nanoGPT's
+position embedding, to the mixer's input: q, k, v = split((x + P[p]) W_qkv + b), no
+rotation. It exists to compare against nanoGPT's absolute positions; unlike nanoGPT's one
+table added to the embeddings, each attention layer has its own. P has rows for positions
+< window only: a position past it (decoding beyond the trained context) reuses the last
+row, so samples longer than the window are out of what it was trained on. The mask lets a
+query at position p see the keys at positions p - window < j <= p (``window``: the trained
+context, or longer).
 
 The carry is a key/value window: ``{"k", "v"}`` (B, window, heads, d) holding the last
 ``window`` positions' rotated keys and values (right-aligned; slots before position 0 are
@@ -32,6 +39,7 @@ from flax import nnx
 Array = jax.Array
 Cache = dict[str, Array]
 ROPE_BASE = 10_000.0
+POSITIONS = ("rotary", "learned")  # how attention sees positions (module doc)
 
 
 def rotary(x: Array, pos: Array, base: float = ROPE_BASE) -> Array:
@@ -70,6 +78,7 @@ class CausalSelfAttention(nnx.Module):
         *,
         num_heads: int,
         window: int,
+        positions: str = "rotary",
         init: str = "default",
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -82,6 +91,8 @@ class CausalSelfAttention(nnx.Module):
             )
         if window < 1:
             raise ValueError(f"attention needs window >= 1, got {window}")
+        if positions not in POSITIONS:
+            raise ValueError(f"attention positions must be one of {POSITIONS}, got {positions!r}")
         if init != "default":
             raise ValueError(f"attention has its own initialization; got init={init!r}")
         self.in_features = in_features
@@ -93,6 +104,10 @@ class CausalSelfAttention(nnx.Module):
         self.qkv = nnx.Linear(
             in_features, 3 * hidden_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
+        self.positions = positions
+        if positions == "learned":  # after qkv: the rotary default's init is unchanged
+            init_p = nnx.initializers.normal(0.02)
+            self.pos_table = nnx.Param(init_p(rngs.params(), (window, in_features), param_dtype))
 
     @property
     def output_size(self) -> int:
@@ -106,8 +121,13 @@ class CausalSelfAttention(nnx.Module):
 
     def _heads(self, x: Array, pos: Array) -> tuple[Array, Array, Array]:
         B, T = x.shape[:2]
+        if self.positions == "learned":
+            table = self.pos_table[...]
+            x = x + table[jnp.minimum(pos, self.window - 1)].astype(x.dtype)
         q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
         q, k, v = (a.reshape(B, T, self.num_heads, self.head_dim) for a in (q, k, v))
+        if self.positions == "learned":
+            return q, k, v.astype(self.param_dtype)
         return rotary(q, pos), rotary(k, pos), v.astype(self.param_dtype)
 
     def __call__(

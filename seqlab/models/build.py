@@ -28,7 +28,7 @@ CELL_OPTIONS: dict[str, tuple[str, ...]] = {
     "gru": ("carry_bias", "chrono_max_len"),
     "gru_reset_before": ("carry_bias", "chrono_max_len"),
     "lru": ("r_min", "r_max", "max_phase"),
-    "attention": ("num_heads", "window"),
+    "attention": ("num_heads", "window", "positions"),
     "rglru": ("r_min", "r_max", "negative_eigenvalues"),
     "mingru": ("negative_eigenvalues",),
     "mamba": ("state_size", "negative_eigenvalues"),

@@ -191,6 +191,8 @@ def _mixer(m: ConfigDict) -> None:
         m.window,
         "must be an integer >= 1 (the trained context, data.seq_len, is the usual choice)",
     )
+    _check(m.positions in ("rotary", "learned"), "model.positions", m.positions,
+           "must be rotary or learned")  # fmt: skip
 
 
 #: optim keys -> the optimizers / schedules / clips that read them (set elsewhere: announced)
