@@ -3,12 +3,14 @@ JSON, and one line for a target that cannot be compiled for."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import jax
 import jax.numpy as jnp
 import pytest
+from task_util import load_config_module
 
 from seqlab.errors import UsageError
 from seqlab.tools import plan_targets
@@ -72,3 +74,50 @@ def test_missing_extra_is_one_line_with_the_pip_command(monkeypatch):
     with pytest.raises(UsageError) as e:
         plan_targets.make("v5e:2x4")
     assert "\n" not in str(e.value) and "pip install -e '.[aot]'" in str(e.value)
+
+
+def test_counting_without_compiling_gives_the_compiled_plans_counts():
+    """experiments/accelerator_plan.py sums a sweep's points with ``compile=False``: the same
+    FLOPs and sequential iterations as the compiled plan, bytes within a few percent (the
+    arguments and outputs from shapes rather than XLA's buffers), and no fit claimed."""
+    from seqlab.tasks import complete_config
+    from seqlab.tools import plan
+
+    config = complete_config(load_config_module("long_range").get_config("runlocal"))
+    target = plan_targets.make("cpu")
+    chip = dataclasses.replace(target.chip, peak_flops=1e12, hbm_bw=1e11, hbm_bytes=2**34)
+    target = dataclasses.replace(target, chip=chip)
+    run, fast = plan.plan(config, target, compile=False)
+    _, full = plan.plan(config, target)
+    for w in ("train", "eval"):
+        assert fast[w]["flops"] == full[w]["flops"] > 0
+        assert fast[w]["serial_iterations"] == full[w]["serial_iterations"] > 0
+        assert fast[w]["bytes"] == pytest.approx(full[w]["bytes"], rel=0.05)
+        assert fast[w]["fits"] is None and full[w]["fits"] is True
+        assert fast[w]["compile_s"] == 0.0 and "compiled" not in fast[w]
+    # the whole run: every train step, and eval_batches per evaluation (every eval_every
+    # steps and one at the end)
+    evals = config.train.num_steps // config.train.eval_every + 1
+    want = fast["train"]["roofline_s"] * config.train.num_steps
+    want += fast["eval"]["roofline_s"] * run["eval_batches"] * evals
+    assert plan.wall_seconds(fast, config, run["eval_batches"]) == pytest.approx(want)
+
+
+def test_cudnn_backend_for_a_gpu_target_is_refused_in_one_line_without_a_gpu(monkeypatch, capsys):
+    """jax.experimental.rnn needs a cuDNN handle, so a GPU, to trace (plan.CUDNN_REFUSAL):
+    seqlab plan says so before it loads any target, with what to plan instead."""
+    from jax._src import hardware_utils
+
+    monkeypatch.setattr(hardware_utils, "has_visible_nvidia_gpu", lambda: False)
+    argv = ["plan", "--config", "configs/long_range.py:runlocal", "--target", "h100:8"]
+    assert main([*argv, "--config.model.backend=cudnn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.backend=cudnn cannot be compiled here" in err
+    assert "needs a GPU" in err and "plan with model.backend=fast" in err
+    # the TPU targets and the CPU build cudnn's XLA fallback: nothing to refuse there
+    from seqlab.tools.plan import refuse_cudnn_without_gpu
+
+    config = load_config_module("long_range").get_config("runlocal")
+    config.model.backend = "cudnn"
+    refuse_cudnn_without_gpu(config, "tpu")
+    refuse_cudnn_without_gpu(config, "cpu")

@@ -3,9 +3,12 @@ engine): bf16 for TPU and GPU, a linear cell's associative scan for TPU, data pa
 two TPU slices, and a run too big for a v5e chip refused with XLA's reason. They need the
 ``aot`` extra (libtpu, the CUDA plugin) and skip with one line without it.
 
-Not here: the cuDNN backend. ``jax.experimental.rnn`` asks cuDNN itself for its workspace
-sizes while tracing (``gpudnnCreate``), which needs cuDNN and a GPU; without them
-``backend=cudnn`` compiles for nothing. bench/device_check.sh covers it on a lent GPU."""
+Not here: the cuDNN backend. ``jax.experimental.rnn`` asks cuDNN itself for its reserve-space
+size while tracing (``gpudnnCreate``), which needs a GPU: without cuDNN it fails with "cuDNN
+could not be found", with cuDNN 9.28 and the CUDA 12.9 runtime from pip (no driver) with
+CUDNN_STATUS_NOT_INITIALIZED. So ``backend=cudnn`` compiles for nothing here, and seqlab
+plan refuses it for GPU targets in one line (tested here and in test_plan.py);
+bench/device_check.sh covers it on a lent GPU."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ step is ``make_train_step``'s, jitted as the loop jits it."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -114,18 +115,38 @@ def compile_step(fn: Any, args: tuple, what: str) -> tuple[Any, Any, float]:
         lowered = fn.lower(*args)
         compiled = lowered.compile()
     except Exception as e:
-        if "cudnn" in str(e).lower() and "could not be" in str(e).lower():
-            raise UsageError(
-                "model.backend=cudnn cannot be compiled here: jax.experimental.rnn asks cuDNN "
-                "for its workspace sizes while tracing, which needs cuDNN and a GPU; plan with "
-                "model.backend=fast, or time it on a GPU (bench/device_check.sh)"
-            ) from None
+        if "gpudnncreate" in str(e).lower():  # a GPU is visible, yet no cuDNN handle
+            raise UsageError(f"{CUDNN_REFUSAL} (here: {' '.join(str(e).split())[:160]})") from None
         if not is_out_of_memory(e):
             raise
         text = " ".join(str(e).split())
         start = text.find("RESOURCE_EXHAUSTED")
         raise OutOfMemory(f"{what}: {text[max(start, 0) : max(start, 0) + 240]}") from None
     return lowered, compiled, time.perf_counter() - t0
+
+
+#: jax.experimental.rnn's abstract evaluation asks cuDNN for the reserve space its forward
+#: returns (``compute_rnn_workspace_reserve_space_sizes``), through a cuDNN handle, and
+#: ``cudnnCreate`` needs a GPU: without one it fails with "cuDNN could not be found or could
+#: not be loaded" (no cuDNN installed) or CUDNN_STATUS_NOT_INITIALIZED (cuDNN 9.28 and the
+#: CUDA 12.9 runtime from pip, no driver), while tracing, before XLA compiles anything
+CUDNN_REFUSAL = (
+    "model.backend=cudnn cannot be compiled here: jax.experimental.rnn asks cuDNN for its "
+    "reserve-space size while tracing, and cuDNN needs a GPU for that; plan with "
+    "model.backend=fast (the same LSTM, compiled by XLA), and time cuDNN on a GPU "
+    "(bench/device_check.sh)"
+)
+
+
+def refuse_cudnn_without_gpu(config: Any, platform: str) -> None:
+    """One UsageError line for ``model.backend=cudnn`` on a GPU target (``platform`` cuda)
+    with no GPU here."""
+    if platform != "cuda" or config.model.get("backend") != "cudnn":
+        return
+    from jax._src.hardware_utils import has_visible_nvidia_gpu
+
+    if not has_visible_nvidia_gpu():
+        raise UsageError(CUDNN_REFUSAL)
 
 
 class OutOfMemory(Exception):
@@ -141,15 +162,24 @@ def on_platform(platform: str):
         yield
 
 
-def plan(config: Any, target: Target) -> tuple[dict[str, Any], dict[str, Any]]:
+def plan(
+    config: Any, target: Target, compile: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the run as shapes, ``analyze``'s answer) with the model built for the target."""
+    refuse_cudnn_without_gpu(config, target.chip.platform)
     with on_platform(target.chip.platform):
         run = abstract_run(config)
-        return run, analyze(config, target, run)
+        return run, analyze(config, target, run, compile=compile)
 
 
-def analyze(config: Any, target: Target, run: dict[str, Any]) -> dict[str, Any]:
-    """Compiles the train and eval steps for ``target``; memory, cost, roofline, times."""
+def analyze(
+    config: Any, target: Target, run: dict[str, Any], compile: bool = True
+) -> dict[str, Any]:
+    """Compiles the train and eval steps for ``target``; memory, cost, roofline, times.
+
+    ``compile=False`` counts the same FLOPs and bytes from the traced step alone, with the
+    arguments and outputs taken from their shapes (no padding, no temporaries, so no fits):
+    seconds instead of minutes, for estimating the many points of a sweep."""
     dmesh = DataMesh(target.devices)
     replicas, mdef, task = run["replicas"], run["mdef"], run["replicas"].task
     dmesh.check_batch(task.global_batch_size)
@@ -180,11 +210,43 @@ def analyze(config: Any, target: Target, run: dict[str, Any]) -> dict[str, Any]:
         ),
     }
     for what, (fn, args, local) in steps.items():
-        lowered, compiled, secs = compile_step(fn, args, f"{what} step")
         cost = jaxpr_cost(jax.make_jaxpr(fn)(*local))  # one device's share of the step
+        if not compile:
+            out[what] = _roofline(cost, _shape_memory(fn, local), target, 0.0)
+            out[what]["fits"] = None
+            continue
+        lowered, compiled, secs = compile_step(fn, args, f"{what} step")
         out[what] = _roofline(cost, _memory(compiled), target, secs)
         out[what].update(lowered=lowered, compiled=compiled)
     return out
+
+
+def _shape_memory(fn: Any, local: tuple) -> dict[str, int]:
+    """One device's argument and output bytes from shapes alone (``analyze(compile=False)``)."""
+    size = lambda tree: sum(math.prod(x.shape) * _itemsize(x.dtype) for x in jax.tree.leaves(tree))
+    out = {"argument": size(local), "output": size(jax.eval_shape(fn, *local))}
+    out.update(alias=0, temp=0, generated_code=0)
+    out["total"] = out["argument"] + out["output"]
+    return out
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes per element; a typed PRNG key's are its key data's (threefry: 2 x uint32)."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return 8
+    return np.dtype(dtype).itemsize
+
+
+def wall_seconds(result: dict[str, Any], config: Any, eval_batches: int) -> float | None:
+    """The roofline time of ``train.num_steps`` train steps and every evaluation the loop runs
+    (one every ``train.eval_every`` steps and one at the end, ``eval_batches`` batches each)."""
+    if result["train"]["roofline_s"] is None:
+        return None
+    steps = int(config.train.num_steps)
+    evals = steps // max(1, int(config.train.eval_every)) + 1
+    return result["train"]["roofline_s"] * steps + (
+        result["eval"]["roofline_s"] * eval_batches * evals
+    )
 
 
 def _init_kind(target: Target) -> str | None:

@@ -41,6 +41,9 @@ def cmd_plan(argv: Sequence[str]) -> int:
 
     config = complete_config(fv.config)
     validate(config)
+    # before the target: cuDNN needs a GPU here whether or not the CUDA plugin is installed
+    chip = plan_targets.CHIPS.get(plan_targets.parse(fv.target)[0])
+    plan.refuse_cudnn_without_gpu(config, chip.platform if chip else "cpu")
     target = plan_targets.make(fv.target, fv.slices)
     cpu = target.chip.platform == "cpu"
     if cpu:  # no published peak for "this CPU": measure the two the roofline needs
@@ -57,11 +60,8 @@ def cmd_plan(argv: Sequence[str]) -> int:
         print(f"does not fit {target.name} ({target.chip.kind}): XLA refused the {e}; {shrink}")
         _write(fv.json, {"target": target.name, "fits": False, "error": str(e)})
         return 1
-    evals = int(config.train.num_steps) // max(1, int(config.train.eval_every)) + 1
-    if result["train"]["roofline_s"] is not None:
-        result["wall_s"] = result["train"]["roofline_s"] * int(config.train.num_steps) + (
-            result["eval"]["roofline_s"] * run["eval_batches"] * evals
-        )
+    if (wall := plan.wall_seconds(result, config, run["eval_batches"])) is not None:
+        result["wall_s"] = wall
     if cpu:
         result["cpu_peaks"] = {"flops": target.chip.peak_flops, "bytes_per_s": target.chip.hbm_bw}
         result["measured_step_s"] = plan.measure_cpu(result, run, fv.repeats)
