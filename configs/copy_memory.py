@@ -31,8 +31,9 @@ from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
-# the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
-CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru")
+# the classic nonlinear cells, the linear recurrences (parallel scan, residual blocks) and
+# causal attention (a pre-norm Transformer block; model.window must cover T + 2 * copy_len)
+CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru", "attention")
 LENGTHS = (100, 200, 300, 500)
 
 

@@ -34,8 +34,10 @@ from seqlab.tasks import task_config
 from seqlab.tools.sweep import cells_by_lengths
 
 TASKS = ("adding", "recall")
-# the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
-CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru")
+# the classic nonlinear cells, the linear recurrences (parallel scan, residual blocks) and
+# causal attention (a pre-norm Transformer block; its model.window must cover T: a sweep
+# over lengths passes --config.model.window, as experiments/long_range_comparison does)
+CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru", "attention")
 LENGTHS = (50, 100, 200, 400)
 DEFAULT_T = {"adding": 100, "recall": 60}  # when the arg gives no T
 

@@ -48,18 +48,25 @@ from seqlab.config import parse_arg, runlocal
 from seqlab.tasks import task_config
 
 # the classic nonlinear cells and the linear recurrences (parallel scan, residual blocks)
-CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru")
+CELLS = ("rnn", "irnn", "lstm", "gru", "mgu", "lru", "mingru", "minlstm", "rglru", "attention")
 LINEAR = ("lru", "mingru", "minlstm", "rglru")
 RECIPES = ("paper", "config")
 # how the linear recurrences' papers classify: stacked blocks with MLPs, mean-pooled
 LINEAR_RECIPE = {"model.num_layers": 2, "model.block_mlp": True, "model.readout": "mean"}
+# attention (a Transformer encoder classifies the same way: blocks, then a pooled readout)
+# gets the linear cells' recipe, its window the 40 steps of a sequence
+ATTENTION_RECIPE = {**LINEAR_RECIPE, "model.window": 40}
 
 
 def recipe(cell: str, name: str) -> dict:
     """The overrides a cell gets under recipe ``name`` (empty for the nonlinear cells)."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {RECIPES}")
-    return dict(LINEAR_RECIPE) if name == "paper" and cell in LINEAR else {}
+    if name != "paper":
+        return {}
+    if cell == "attention":
+        return dict(ATTENTION_RECIPE)
+    return dict(LINEAR_RECIPE) if cell in LINEAR else {}
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

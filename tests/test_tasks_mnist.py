@@ -323,3 +323,15 @@ def test_mnist1d_linear_cells_get_their_papers_recipe_in_runs_and_sweeps():
     assert list(m.get_sweep("cells=mingru,recipe=config")) == [{"model.cell": "mingru"}]
     with pytest.raises(ValueError, match="unknown recipe"):
         m.get_config("lru,recipe=deep")
+
+
+def test_mnist1d_attention_gets_the_linear_cells_recipe_with_a_whole_sequence_window():
+    from seqlab.run.validate import validate
+
+    m = load_config_module("mnist1d")
+    att = m.get_config("attention")
+    validate(att)
+    assert (att.model.num_layers, att.model.readout, att.model.window) == (2, "mean", 40)
+    (point,) = m.get_sweep("cells=attention")
+    assert point == {"model.cell": "attention", **m.LINEAR_RECIPE, "model.window": 40}
+    assert list(m.get_sweep("cells=attention,recipe=config")) == [{"model.cell": "attention"}]
