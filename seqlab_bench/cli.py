@@ -3,7 +3,7 @@
     seqlab bench [--cells rnn,lstm,gru] [--batch B --length T --hidden H --layers L]
                  [--peers seqlab,flax,torch,torch_cuda] [--impl scan,fast,cudnn] [--repeats N]
                  [--json FILE]
-                 [--mode speed,compile,memory,generate,probe] [--threads 1]
+                 [--mode speed,compile,memory,generate,probe,linear,scaling] [--threads 1]
 
 Modes (each its own module): ``speed`` (the default; ``train_step.py``) times a char-LM
 training step and a forward-only loss of every peer (``peers.py``); ``compile``
@@ -14,7 +14,10 @@ vs T, remat off/on, one subprocess per point, skipping sizes XLA predicts above
 ``--gen_length`` characters; ``probe`` (``probe_cost.py``) the gradient-norm probe against a
 training step's forward+backward on the same batch of each of ``--probe_tasks``; ``linear``
 (``linear_scan.py``) the sequential, associative and chunked engines of the linear
-recurrences (``--linear_cells``) on one layer's training step at each ``--linear_lengths``.
+recurrences (``--linear_cells``) on one layer's training step at each ``--linear_lengths``;
+``scaling`` (``scaling.py``) attention against an LSTM and a linear recurrence
+(``--scaling_cells``) at each ``--scaling_lengths``: time and XLA memory growth with T
+(``--attention_impl``: ``jax.nn.dot_product_attention``'s xla, or cudnn on a GPU).
 
 ``--threads N`` (default 1) gives PyTorch and XLA N compute threads each and (``--pin``,
 the default) restricts the process to N cores, so both do their work on the same cores and
@@ -42,6 +45,13 @@ from seqlab_bench.memory import bench_memory
 from seqlab_bench.peers import PEERS, set_torch_threads, torch_available
 from seqlab_bench.probe_cost import bench_probe
 from seqlab_bench.report import new_report, write_report
+from seqlab_bench.scaling import (
+    ATTENTION_IMPLS,
+    CPU_NOTE,
+    available_attention_impls,
+    bench_scaling,
+    scaling_table,
+)
 from seqlab_bench.tables import (
     compile_table,
     generate_line,
@@ -53,7 +63,7 @@ from seqlab_bench.tables import (
 from seqlab_bench.train_step import bench_speed
 from seqlab_bench.workload import LOSSES, PASSES, Shape
 
-MODES = ("speed", "compile", "memory", "generate", "probe", "linear")
+MODES = ("speed", "compile", "memory", "generate", "probe", "linear", "scaling")
 PROGRAM = "seqlab bench"
 HELP = (__doc__ or "").split("\n\n", 1)[-1].strip("\n")  # the usage and modes above
 
@@ -104,6 +114,13 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("linear_hidden", 64, "linear mode: hidden size", **d)
     flags.DEFINE_integer("linear_batch", 8, "linear mode: batch size", **d)
     flags.DEFINE_integer("linear_chunk", 256, "linear mode: chunked engine's chunk", **d)
+    flags.DEFINE_string("scaling_cells", "attention,lstm,lru", "scaling mode: mixers", **d)
+    flags.DEFINE_string("scaling_lengths", "100,256,1024,4096", "scaling mode: lengths", **d)
+    flags.DEFINE_integer("scaling_batch", 4, "scaling mode: batch size", **d)
+    flags.DEFINE_integer("scaling_hidden", 128, "scaling mode: width", **d)
+    flags.DEFINE_string(
+        "attention_impl", "xla", "scaling mode: dot_product_attention impls (xla, cudnn)", **d
+    )
 
 
 def parse_flags(argv: Sequence[str]) -> flags.FlagValues | None:
@@ -150,7 +167,7 @@ def ints(s: str, flag: str = "") -> list[int]:
 
 def validate(fv: flags.FlagValues) -> None:
     """Raises ``UsageError`` (one line) for any name or size the benchmarks cannot run."""
-    from seqlab.cells import CELLS
+    from seqlab.cells import CELLS, MIXERS
     from seqlab.recurrence import BACKENDS
     from seqlab.tasks import TASKS
 
@@ -167,6 +184,8 @@ def validate(fv: flags.FlagValues) -> None:
             # the cells with a parallel form (linear recurrences; the delta rule's chunks)
             sorted(c for c, (k, _) in CELLS.items() if "parallel" in k.PROVIDES),
         ),
+        "scaling_cells": ("mixer", sorted({**CELLS, **MIXERS})),
+        "attention_impl": ("attention implementation", ATTENTION_IMPLS),
     }
     for flag, (what, allowed) in choices.items():
         for v in names(fv[flag].value):
@@ -177,13 +196,18 @@ def validate(fv: flags.FlagValues) -> None:
     positive = ("batch", "length", "hidden", "layers", "vocab", "repeats")
     positive += ("memory_hidden", "memory_batch", "gen_length", "gen_hidden", "gen_layers")
     positive += ("linear_hidden", "linear_batch", "linear_chunk")
+    positive += ("scaling_batch", "scaling_hidden")
     for name in positive:
         if fv[name].value < 1:
             raise UsageError(f"--{name} must be >= 1, got {fv[name].value}")
     if fv.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {fv.warmup}")
-    for flag in ("compile_lengths", "memory_lengths", "probe_lengths"):
+    for flag in ("compile_lengths", "memory_lengths", "probe_lengths", "scaling_lengths"):
         ints(fv[flag].value, flag)
+    if "scaling" in names(fv.mode):
+        missing = set(names(fv.attention_impl)) - set(available_attention_impls())
+        if missing:
+            raise UsageError(f"--attention_impl {','.join(sorted(missing))}: {CPU_NOTE}")
 
 
 # -- modes ---------------------------------------------------------------------------------
@@ -299,6 +323,26 @@ def run_linear(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> No
     show(linear_table(rows))
 
 
+def run_scaling(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
+    """``--mode scaling``: one table, every mixer x T (its own batch and width)."""
+    impls = available_attention_impls()
+    print(f"# dot_product_attention implementations here: {', '.join(impls)}", flush=True)
+    if impls == ("xla",):
+        print(f"# {CPU_NOTE}", flush=True)
+    rows = bench_scaling(
+        names(fv.scaling_cells),
+        ints(fv.scaling_lengths, "scaling_lengths"),
+        batch=fv.scaling_batch,
+        hidden=fv.scaling_hidden,
+        vocab=shape.vocab,
+        repeats=max(1, min(fv.repeats, 5)),
+        warmup=min(fv.warmup, 1),
+        attention_impls=names(fv.attention_impl),
+    )
+    report["scaling"] = rows
+    show(scaling_table(rows))
+
+
 RUNNERS: dict[str, Callable[[flags.FlagValues, Shape, dict[str, Any]], None]] = {
     "speed": run_speed,
     "compile": run_compile,
@@ -306,6 +350,7 @@ RUNNERS: dict[str, Callable[[flags.FlagValues, Shape, dict[str, Any]], None]] = 
     "generate": run_generate,
     "probe": run_probe,
     "linear": run_linear,
+    "scaling": run_scaling,
 }
 
 

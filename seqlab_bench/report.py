@@ -55,6 +55,7 @@ JSON_KEYS = (
     "memory",
     "generate",
     "probe",
+    "scaling",
 )
 TIMER_NOTE = (
     "median over round-robin repeats after warm-up; wall = time.perf_counter, "
@@ -85,6 +86,7 @@ def new_report(argv: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
         "memory": [],
         "generate": None,
         "probe": [],
+        "scaling": [],
     }
 
 
