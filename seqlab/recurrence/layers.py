@@ -2,10 +2,10 @@
 (``RNNStack``).
 
 A layer projects the inputs of *all* timesteps in one matmul (``cell.project``, as cuDNN
-does), then runs only the recurrent half of each step over time on an engine chosen by
-``backend`` (``scan.py`` or ``fast.py``). There is no Python loop over time; compile time
-does not depend on the sequence length. Padded steps (``lengths``) are inert; a reverse layer
-reads each example's valid prefix backwards.
+does), then runs only the recurrent half of each step over time on the engine that
+``backend`` picks (``engines.py``: ``scan.py``, ``fast.py``, ``parallel.py``, ...). There is
+no Python loop over time; compile time does not depend on the sequence length. Padded steps
+(``lengths``) are inert; a reverse layer reads each example's valid prefix backwards.
 
 The gradient-norm probe perturbs every hidden state through ``perturbed(stack, eps)``, a
 context read while tracing, so no model signature carries probe arguments.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -24,66 +24,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqlab.cells import CELLS, MIXERS, Carry, Cell, default_block, make_cell, make_mixer
-from seqlab.cells.linear import LinearCell
 from seqlab.config import DEFAULTS
 from seqlab.errors import ConfigError, UsageError
 from seqlab.recurrence.blocks import BLOCKS, InputProjection, ResidualBlock
-from seqlab.recurrence.chunked import run_chunked
-from seqlab.recurrence.cudnn import cudnn_unavailable, run_layer, say_fallback
-from seqlab.recurrence.fast import fast_unavailable, run_cell_fast, say_once
+from seqlab.recurrence.cudnn import run_layer
+from seqlab.recurrence.engines import BACKENDS as BACKENDS  # re-exported: its old import path
+from seqlab.recurrence.engines import ENGINES, resolve_backend
 from seqlab.recurrence.mamba_block import MambaBlock
-from seqlab.recurrence.parallel import run_linear
-from seqlab.recurrence.scan import run_cell
 
 Array = jax.Array
 D = DEFAULTS.model
-
-#: Engines over time: ``scan`` differentiates ``lax.scan`` of ``cell.step`` (every JAX
-#: transform works); ``fast`` runs a nonlinear cell's hand-written backward (reverse mode
-#: only, faster; see docs/BENCHMARKS.md); ``parallel`` is a linear cell's associative scan.
-ENGINES: dict[str, Callable[..., tuple[Array, Carry]]] = {
-    "scan": run_cell,
-    "fast": run_cell_fast,
-    "parallel": run_linear,
-    "chunked": run_chunked,  # a delta-rule cell's chunked parallel form (``chunked.py``)
-}
-#: what ``backend`` (``config.model.backend``) may ask for: ``scan`` the sequential autodiff
-#: engine (every cell); ``parallel`` a linear cell's associative scan (``chunk_size``);
-#: ``fast`` the fastest exact engine for the cell here: a nonlinear cell's kernels, and for a
-#: linear cell the parallel scan on GPU/TPU but the sequential scan on CPU, where it measured
-#: faster to run and 10x faster to compile (docs/BENCHMARKS.md); ``cudnn`` the LSTM through
-#: cuDNN (``cudnn.py``; on a CUDA GPU, float32), else ``fast``
-BACKENDS = ("scan", "fast", "parallel", "cudnn")
-
-
-def resolve_backend(cell: Cell, backend: str) -> str:
-    """The engine that will run ``cell`` (see ``BACKENDS``); a nonlinear cell without fast
-    kernels, or with parameters they do not take, runs ``scan``, and ``cudnn`` where cuDNN
-    cannot run it runs ``fast`` (each said once in the log)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown recurrence backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "cudnn":
-        why = cudnn_unavailable(cell)
-        if why is None:
-            return backend
-        say_fallback(why)
-        backend = "fast"
-    if isinstance(cell, LinearCell):
-        if backend == "fast":
-            return "scan" if jax.default_backend() == "cpu" else "parallel"
-        return backend
-    if backend == "parallel" and "parallel" in cell.PROVIDES:  # a matrix state's chunked form
-        return "chunked"
-    if backend == "parallel":
-        raise ConfigError(
-            f"backend='parallel' is for linear recurrences; {type(cell).__name__} is not one"
-        )
-    why = fast_unavailable(cell) if backend == "fast" else None
-    if why is not None:
-        say_once(why)
-        return "scan"
-    return backend
-
 
 _PERTURB: contextvars.ContextVar[dict[int, list[Any]] | None] = contextvars.ContextVar(
     "seqlab_perturb", default=None
