@@ -392,6 +392,7 @@ def main(argv: Sequence[str]) -> int:
     hw = report["hardware"]
     print(f"# {PROGRAM}  load avg {load_avg()}  threads {threads}", flush=True)
     print(f"# CPU {hw['cpu_model']} x{hw['cores']}: {' '.join(hw['cpu_flags'])}", flush=True)
+    print(f"# GLIBC_TUNABLES={hw['glibc_tunables'] or '(none)'}", flush=True)
     modes = names(fv.mode)
     for mode in MODES:
         if mode in modes:

@@ -23,7 +23,8 @@ ISA_PREFIXES = ("avx", "fma", "amx", "sse4")
 
 def hardware() -> dict[str, Any]:
     """CPU model, its vector ISA flags (AVX2 vs AVX-512 changes the CPU tables), core count,
-    total memory (GiB) and platform string."""
+    total memory (GiB), platform string and the malloc tunables the process started with
+    (``glibc.malloc.hugetlb=1`` from the ``seqlab`` entry changes page-fault time)."""
     model = platform.processor() or platform.machine()
     isa: list[str] = []
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -43,6 +44,7 @@ def hardware() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": mem,
         "platform": platform.platform(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
 
