@@ -191,3 +191,20 @@ def test_a_trial_refused_for_its_input_stops_the_study_in_one_line(tmp_path, cap
     assert main([*argv, "--config.model.cell=nosuchcell"]) == 2  # each trial would fail alike
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("seqlab tune: error:") and "nosuchcell" in err
+
+
+def test_a_sampler_seed_makes_one_workers_proposals_repeatable(tmp_path):
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+
+    def proposals(name: str, seed: int | None) -> list[float]:
+        os.makedirs(tmp_path / name)
+        t = tune.Tune("cfg.py", str(tmp_path / name), 3, {}, "eval/loss", "min", sampler_seed=seed)
+        study = tune._open_study(t)
+        out = []
+        for _ in range(3):
+            trial = study.ask(dist)
+            study.tell(trial, trial.params["lr"])
+            out.append(trial.params["lr"])
+        return out
+
+    assert proposals("a", 7) == proposals("b", 7) != proposals("c", 8)

@@ -57,6 +57,7 @@ class Tune:
     parallel: int = 1
     pruner: str = "median"
     startup_trials: int = 5
+    sampler_seed: int | None = None
     extra: list[str] = field(default_factory=list)
     log: Any = print
 
@@ -121,6 +122,7 @@ def _open_study(t: Tune) -> Any:
         study_name=t.study_name,
         direction="maximize" if t.mode == "max" else "minimize",
         pruner=make_pruner(t.pruner, t.startup_trials),
+        sampler=optuna.samplers.TPESampler(seed=t.sampler_seed),
         load_if_exists=True,
     )
 

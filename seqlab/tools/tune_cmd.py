@@ -3,7 +3,8 @@
 
     seqlab tune --config FILE.py[:ARG] --workdir DIR --trials N [--storage URL] [--parallel K]
                 [--study NAME] [--space ARG] [--pruner median|halving|none]
-                [--startup_trials S] [--config.KEY=VALUE ...]  (applied to every trial)
+                [--startup_trials S] [--sampler_seed N] [--config.KEY=VALUE ...]
+                (the --config.KEY=VALUE flags apply to every trial)
 
 Re-running the same command resumes the study; the same command on N machines with one
 ``--storage postgresql://...`` shares it.
@@ -23,7 +24,7 @@ from seqlab.errors import UsageError
 from seqlab.tools.flags import parse, split_own
 
 OWN = {"--config", "--workdir", "--trials", "--storage", "--parallel", "--study", "--space"}
-OWN |= {"--pruner", "--startup_trials", "--help", "-h"}
+OWN |= {"--pruner", "--startup_trials", "--sampler_seed", "--help", "-h"}
 STUDY_OWN = OWN | {"--arms", "--seeds"}
 
 
@@ -40,6 +41,13 @@ def define_tune(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("pruner", "median", ["median", "halving", "none"], "", flag_values=fv)
     flags.DEFINE_integer(
         "startup_trials", 5, "median pruner: trials before pruning", lower_bound=0, flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "sampler_seed",
+        None,
+        "seeds the TPE sampler: one worker with --parallel 1 then proposes the same trials on "
+        "every run; give each worker of a shared study its own (default: Optuna's random seed)",
+        flag_values=fv,
     )
 
 
@@ -76,6 +84,7 @@ def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
         parallel=fv.parallel,
         pruner=fv.pruner,
         startup_trials=fv.startup_trials,
+        sampler_seed=getattr(fv, "sampler_seed", None),
         extra=list(passthrough),
         log=log,
     )
@@ -126,6 +135,7 @@ def cmd_study(argv: Sequence[str]) -> int:
         spec = SimpleNamespace(
             **{n: getattr(fv, n) for n in ("config", "trials", "storage", "parallel")},
             **{n: getattr(fv, n) for n in ("space", "pruner", "startup_trials")},
+            sampler_seed=fv.sampler_seed,
             workdir=os.path.join(fv.workdir, "arms", v),
             study=f"{base}-{v}",
         )
