@@ -121,3 +121,29 @@ def test_cudnn_backend_for_a_gpu_target_is_refused_in_one_line_without_a_gpu(mon
     config.model.backend = "cudnn"
     refuse_cudnn_without_gpu(config, "tpu")
     refuse_cudnn_without_gpu(config, "cpu")
+
+
+def test_an_xla_compile_failure_is_one_line_not_a_seqlab_bug(monkeypatch, capsys):
+    """XLA 0.10.2's GPU compiler fails on the selective-copy attention run for an H100
+    (docs/ACCELERATORS.md): seqlab plan says XLA failed, in one line, exit 1."""
+    from seqlab.tools import plan
+
+    line = "INTERNAL: Couldn't find output tile sizes that satisfy hlo: %dot.141 = f32[320,32]"
+
+    class Lowered:
+        def compile(self):
+            raise jax.errors.JaxRuntimeError(line + "\n\tSymbolic tile with ...")
+
+    fn = type("Fn", (), {"lower": lambda self, *a: Lowered()})()
+    with pytest.raises(plan.CompileFailed, match="train step: INTERNAL: Couldn't find"):
+        plan.compile_step(fn, (), "train step")
+
+    def failing(config, target, compile=True):
+        raise plan.CompileFailed("train step: " + line)
+
+    monkeypatch.setattr(plan, "plan", failing)
+    argv = ["plan", "--config", "configs/long_range.py:runlocal", "--target", "cpu"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out.strip()
+    assert "\n" not in out and out.startswith("XLA could not compile for cpu")
+    assert "the train step: INTERNAL: Couldn't find output tile sizes" in out

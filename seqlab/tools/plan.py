@@ -117,6 +117,11 @@ def compile_step(fn: Any, args: tuple, what: str) -> tuple[Any, Any, float]:
     except Exception as e:
         if "gpudnncreate" in str(e).lower():  # a GPU is visible, yet no cuDNN handle
             raise UsageError(f"{CUDNN_REFUSAL} (here: {' '.join(str(e).split())[:160]})") from None
+        if isinstance(e, jax.errors.JaxRuntimeError) and not is_out_of_memory(e):
+            # XLA itself failed (e.g. its GPU compiler's "Couldn't find output tile sizes"):
+            # the target's compiler, not seqlab and not the chip's memory
+            first = " ".join(str(e).split("\n")[0].split())[:240]
+            raise CompileFailed(f"{what}: {first}") from None
         if not is_out_of_memory(e):
             raise
         text = " ".join(str(e).split())
@@ -151,6 +156,10 @@ def refuse_cudnn_without_gpu(config: Any, platform: str) -> None:
 
 class OutOfMemory(Exception):
     """XLA refused to compile: the step does not fit the chip (its reason, one line)."""
+
+
+class CompileFailed(Exception):
+    """XLA failed to compile the step for the target for another reason (its line)."""
 
 
 @contextlib.contextmanager

@@ -55,6 +55,10 @@ def cmd_plan(argv: Sequence[str]) -> int:
         )
     try:
         run, result = plan.plan(config, target)
+    except plan.CompileFailed as e:
+        print(f"XLA could not compile for {target.name} ({target.chip.kind}): the {e}")
+        _write(fv.json, {"target": target.name, "fits": None, "error": str(e)})
+        return 1
     except plan.OutOfMemory as e:
         shrink = _shrink(config, len(target.devices))
         print(f"does not fit {target.name} ({target.chip.kind}): XLA refused the {e}; {shrink}")
