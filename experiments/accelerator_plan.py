@@ -356,6 +356,8 @@ def section(res: dict[str, Any]) -> list[str]:
         c = res["compiled"].get(n)
         if c is None:
             fit, mem = "not compiled (v5e's fit holds: 2x its HBM)", "—"
+        elif "train" not in c and c.get("fits") is None:  # XLA failed: not a fit answer
+            fit, mem = "XLA could not compile it: " + c.get("error", "?")[:110] + "...", "—"
         elif "train" not in c:
             fit, mem = "NO: " + c.get("error", "?"), "—"
         else:
@@ -384,7 +386,6 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_platforms", "cpu")
-    sys.path.append(os.path.join(ROOT, "configs"))  # after the packages: configs/mnist1d.py
     results = []
     t0, load0 = time.time(), os.getloadavg()[0]
     for exp in experiments(set(args.only.split(",")) if args.only else None):
