@@ -37,6 +37,11 @@ ROWS = {
         ["configs/charlm.py:nanogpt_cpu"],
         ["--config.model.onehot_fan_in=0"],
     ),
+    "transformer_learned": (
+        "same, learned absolute positions (`model.positions=learned`)",
+        ["configs/charlm.py:nanogpt_cpu"],
+        ["--config.model.positions=learned"],
+    ),
     "lstm": ("LSTM 2x256 (`configs/charlm.py`, its Adam recipe)", ["configs/charlm.py"], PROTOCOL),
 }
 PUBLISHED = 1.88  # karpathy/nanoGPT README, "I only have a macbook": val loss ~1.88
