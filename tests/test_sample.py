@@ -151,3 +151,21 @@ def test_decoder_streams_utf8_split_across_chunks():
     decode = Decoder(vocab)
     pieces = [decode(ids[i : i + 3]) for i in range(0, len(ids), 3)]
     assert "".join(pieces) + decode(ids[:0], final=True) == text == vocab.decode(ids)
+
+
+def test_sampling_past_learned_positions_says_so_in_one_line():
+    from flax import nnx
+
+    from seqlab.models import LanguageModel
+    from seqlab.tools.sampling import learned_positions_note
+
+    def lm(positions: str) -> LanguageModel:
+        kw = {"num_heads": 2, "window": 8, "positions": positions}
+        return LanguageModel(
+            5, cell="attention", hidden_size=8, num_layers=1, cell_kwargs=kw, rngs=nnx.Rngs(0)
+        )
+
+    note = learned_positions_note(lm("learned"), 20)
+    assert note.count("\n") == 0 and "8 characters" in note and "the 12 after" in note
+    assert learned_positions_note(lm("learned"), 8) is None
+    assert learned_positions_note(lm("rotary"), 20) is None

@@ -20,12 +20,12 @@ query at position p see the keys at positions p - window < j <= p (``window``: t
 context, or longer).
 
 The carry is a key/value window: ``{"k", "v"}`` (B, window, heads, d) holding the last
-``window`` positions' rotated keys and values (right-aligned; slots before position 0 are
-masked) and ``"pos"`` (B,), the number of tokens read. A sequence call that is handed a
-carry continues from it (decoding, a prime then tokens, stateful chunks); ``step`` is the
-same computation on one token: O(window) per new token, no re-run of the prefix. Beyond
-``window`` tokens the window slides: the oldest key drops out, exactly as the full sequence
-form masks it.
+``window`` positions' keys (rotated, under rotary positions) and values (right-aligned;
+slots before position 0 are masked) and ``"pos"`` (B,), the number of tokens read. A
+sequence call that is handed a carry continues from it (decoding, a prime then tokens,
+stateful chunks); ``step`` is the same computation on one token: O(window) per new token,
+no re-run of the prefix. Beyond ``window`` tokens the window slides: the oldest key drops
+out, exactly as the full sequence form masks it.
 """
 
 from __future__ import annotations

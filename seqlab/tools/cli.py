@@ -206,8 +206,12 @@ def cmd_sample(argv: Sequence[str]) -> int:
     )
     n = fv.num_samples
     how = {"temperature": fv.temperature, "top_k": fv.top_k, "greedy": fv.greedy}
+    model = run.model(fv.replica)
+    note = sampling.learned_positions_note(model, len(ids) + fv.length)
+    if note:
+        print(note, file=sys.stderr)
     chunks = generate_chunks(
-        run.model(fv.replica),
+        model,
         ids,
         fv.length,
         key=jax.random.key(fv.seed),

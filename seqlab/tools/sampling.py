@@ -68,6 +68,26 @@ def check_flags(
     return vocab, text, ids
 
 
+def learned_positions_note(model: Any, total: int) -> str | None:
+    """One line when ``total`` characters (prime + generated) run past an attention layer's
+    learned position table (``model.positions=learned``): those positions reuse its last row,
+    which training never saw there (rotary positions slide past the window; recurrences have
+    no positions). None otherwise."""
+    from flax import nnx
+
+    from seqlab.cells.attention import CausalSelfAttention
+
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, CausalSelfAttention) and m.positions == "learned" and total > m.window:
+            return (
+                f"seqlab sample: note: this model's learned positions cover {m.window} "
+                f"characters; the {total - m.window} after them reuse position "
+                f"{m.window - 1}, which training never saw there (train with "
+                "model.positions=rotary to sample past the trained context)"
+            )
+    return None
+
+
 def header(i: int, n: int, *, seed: int, temperature: float, top_k: int, greedy: bool) -> str:
     how = "greedy" if greedy or temperature <= 0 else f"temperature {temperature:g}"
     how += f", top_k {top_k}" if top_k else ""
