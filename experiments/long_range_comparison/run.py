@@ -11,6 +11,7 @@ Tallec & Ollivier 2018 (chrono initialization helps gated cells on long dependen
     python experiments/long_range_comparison/run.py                  # quick: RNN/LSTM/GRU, T <= 200
     python experiments/long_range_comparison/run.py --set variants   # quick: all cells, T = 200
     python experiments/long_range_comparison/run.py --standard       # T = 400 adding, 30 min
+    python experiments/long_range_comparison/run.py --standard --cells attention  # its row only
     python experiments/long_range_comparison/run.py --full --set all # T <= 400, 3,000 steps
 
 ``--set classic`` is RNN, LSTM, GRU across T (results.md, a line plot per task);
@@ -21,14 +22,19 @@ one `seqlab sweep` workdir shared by the sets (re-running resumes; points alread
 skipped). ``--standard`` (results_standard.md) is the published claims at the lengths where
 they are made, sized for 30 minutes on a 2-core CPU: the adding problem at T = 400 (vanilla
 RNN, chrono-initialized LSTM/GRU, the input-gated linear cells) and copy memory at T = 200
-(the LSTM against the LRU), 1,200 and 600 steps per point.
+(the LSTM against the LRU), 1,200 and 600 steps per point, and causal attention on both (one
+pre-norm Transformer block, attention + MLP, at the cells' width; ``model.window`` = the
+sequence length). ``--cells`` runs some of a mode's cells only; the report then keeps the
+rows of the cells whose runs are not in the workdir from results_standard.md as committed.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,11 +65,18 @@ LENGTHS = {
 # the standard mode: per task, the cells and lengths where the published claim is made.
 # The one-block LRU is left out of adding (at the baseline at T = 200 in the variants run:
 # its time-invariant recurrence cannot gate on the marker), and copy memory is the LSTM,
-# stuck at the baseline, against the LRU, which solved T = 200 in 400 steps there.
+# stuck at the baseline, against the LRU, which solved T = 200 in 400 steps there. Attention
+# (the last cell of each) is one pre-norm Transformer block at the same width, 4 heads.
 STANDARD = {  # task: (cells, lengths, training steps per point)
-    "adding": (("rnn", "lstm/chrono", "gru/chrono", "mingru", "minlstm", "rglru"), "400", 1200),
-    "copy_memory": (("lstm", "lru"), "200", 600),
+    "adding": (
+        ("rnn", "lstm/chrono", "gru/chrono", "mingru", "minlstm", "rglru", "attention"),
+        "400",
+        1200,
+    ),
+    "copy_memory": (("lstm", "lru", "attention"), "200", 600),
 }
+# attention's key/value window must cover a whole sequence: copy memory's is T + 2 * 10
+WINDOW_EXTRA = {"adding": 0, "recall": 0, "copy_memory": 20}
 
 
 def main() -> None:
@@ -74,6 +87,10 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--steps", type=int, default=0, help="training steps per point (0: mode's)")
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md only")
+    ap.add_argument("--cells", default="", help="standard mode: run only these (a+b)")
+    ap.add_argument(
+        "--time-limit-min", type=float, default=0, help="stop each point after this (0: none)"
+    )
     args = ap.parse_args()
     if args.standard:
         return run_standard(args)
@@ -93,13 +110,23 @@ def run_standard(args) -> None:
     """The standard mode: STANDARD's points, one sweep per task, then results_standard.md."""
     eval_batches = 8
     root = os.path.join(ROOT, "runs", "long_range_comparison_standard")
+    only = [c for c in args.cells.split("+") if c]
     if not args.report_only:
         t0, load0 = time.time(), os.getloadavg()[0]
+        name = "time_standard" + "".join(f"_{c.replace('/', '-')}" for c in only) + ".json"
+        os.makedirs(root, exist_ok=True)
         for task, (cells, lengths, steps) in STANDARD.items():
-            arg = f"cells={'+'.join(cells)},lengths={lengths}"
             steps = args.steps or steps
-            sweep(TASKS[task][0], os.path.join(root, task), arg, args, steps, eval_batches)
-            with open(os.path.join(root, "time_standard.json"), "w") as f:
+            picked = [c for c in cells if not only or c in only]
+            recurrent = [c for c in picked if c != "attention"]
+            groups = [recurrent, [c for c in picked if c == "attention"]]
+            for group in [g for g in groups if g]:  # attention: its own sweep, with its window
+                arg = f"cells={'+'.join(group)},lengths={lengths}"
+                window = max(_lengths(lengths)) + WINDOW_EXTRA[task]
+                extra = [f"--config.model.window={window}"] if group == ["attention"] else []
+                workdir = os.path.join(root, task)
+                sweep(TASKS[task][0], workdir, arg, args, steps, eval_batches, extra)
+            with open(os.path.join(root, name), "w") as f:
                 json.dump(
                     {
                         "minutes": (time.time() - t0) / 60,
@@ -108,24 +135,61 @@ def run_standard(args) -> None:
                         "steps": "; ".join(f"{t}: {n}" for t, (*_, n) in STANDARD.items()),
                         "lengths": "; ".join(f"{t}: {x}" for t, (_, x, _) in STANDARD.items()),
                         "done_through": task,
+                        "cells": "+".join(only) or "all",
+                        "time_limit_min": args.time_limit_min,
                     },
                     f,
                 )
+    path = os.path.join(HERE, "results_standard.md")
+    committed = _read(path) if os.path.exists(path) else ""
+    rows_of = {task: standard_rows(root, task, committed) for task in STANDARD}
     sections = []
-    for task in STANDARD:
+    for task, rows in rows_of.items():
         _, metric, base_key, better = TASKS[task]
-        rows = collect_rows(os.path.join(root, task))
         sections.append(table(task, rows, metric, base_key, better, "_standard"))
+        carried = [r["cell"] for r in rows if r.get("carried")]
+        if carried:
+            sections.append(
+                f"Carried from results_standard.md as committed (their runs are not in this "
+                f"workdir): {', '.join(carried)}.\n"
+            )
         sections.append(reading(task, rows, metric, base_key))
         bars(task, rows, metric, base_key, os.path.join(HERE, f"{task}_standard.png"))
-    path = os.path.join(HERE, "results_standard.md")
+    text = header("standard", root, False, eval_batches, committed) + verdict(rows_of)
     with open(path, "w") as f:
-        f.write(header("standard", root, False, eval_batches) + verdict(root) + "\n".join(sections))
+        f.write(text + "\n".join(sections))
     print(f"wrote {path}")
 
 
-def verdict(root: str) -> str:
-    """The standard mode's two claims, each checked against its rows (3-seed means)."""
+def standard_rows(root: str, task: str, committed: str) -> list[dict]:
+    """The task's rows in the workdir, plus, for the standard cells that have none there, the
+    rows results_standard.md holds (mean, std, baseline and seeds solved, as printed)."""
+    rows = [r for r in collect_rows(os.path.join(root, task)) if r["cell"] in STANDARD[task][0]]
+    have = {(r["cell"], r["seq_len"]) for r in rows}
+    _, metric, base_key, _ = TASKS[task]
+    head = f"## {task} ("
+    part = committed.split(head)[1].split("\n## ")[0] if head in committed else ""
+    solved = dict(re.findall(r"([\w/]+) (\d+/\d+)", part.split("Seeds that solved it:")[-1]))
+    for m in re.finditer(r"^\| ([\w/]+) \| (\d+) \| (\S+) ± (\S+) \| (\S+) \|$", part, re.M):
+        cell, T = m.group(1), int(m.group(2))
+        if cell in STANDARD[task][0] and (cell, T) not in have:
+            rows.append(
+                {
+                    "cell": cell,
+                    "seq_len": T,
+                    metric: float(m.group(3)),
+                    metric + "/std": float(m.group(4)),
+                    base_key: float(m.group(5)),
+                    "carried": True,
+                    "seeds_solved": solved.get(cell, "?"),
+                }
+            )
+    return rows
+
+
+def verdict(rows_of: dict[str, list[dict]]) -> str:
+    """The standard mode's claims, each checked against its rows (3-seed means): the recurrent
+    cells' two, then attention's on both tasks."""
     claims = {
         "adding": (
             "at T = 400 the vanilla RNN stays at the no-memory baseline while the gated "
@@ -138,10 +202,11 @@ def verdict(root: str) -> str:
         ),
     }
     out = ["**Does the reproduction hold?** (computed from the tables below)", ""]
+    attention = []
     for task, (claim, holds) in claims.items():
         _, metric, base_key, _ = TASKS[task]
-        rows = [r for r in collect_rows(os.path.join(root, task)) if metric in r]
-        cells = STANDARD[task][0]
+        rows = [r for r in rows_of[task] if metric in r]
+        cells = [c for c in STANDARD[task][0] if c != "attention"]
         marks = {
             r["cell"]: {
                 "solved": SOLVED[task](r[metric], r[base_key]),
@@ -155,6 +220,28 @@ def verdict(root: str) -> str:
             continue
         ok = holds(marks[ref], others)
         out.append(f"- {task}: {claim}: **{'holds' if ok else 'does not hold'}**.")
+        att = next((r for r in rows if r["cell"] == "attention"), None)
+        T = STANDARD[task][1]
+        if att is None:
+            attention.append(f"- {task}: attention has not finished at T = {T}.")
+        else:
+            m = marks["attention"]
+            said = (
+                "solves it"
+                if m["solved"]
+                else "stays at the baseline"
+                if m["stuck"]
+                else ("is between the baseline and solved")
+            )
+            attention.append(
+                f"- {task}: at T = {T} attention (one Transformer block) {said} after "
+                f"{att.get('steps', '?')} of {STANDARD[task][2]} steps: "
+                f"{metric} {att[metric]:.4g} against the baseline {att[base_key]:.4g}, "
+                f"{seeds_solved(task, att, metric, base_key)} seeds solved"
+                + (f", {att['state']}" if att.get("state", "done") != "done" else "")
+                + "."
+            )
+    out += ["", "Attention, where every position is one step from every other:", "", *attention]
     out += [
         "",
         "Not in this mode: the one-block LRU on adding. It sat at the baseline at T = 200 "
@@ -162,6 +249,11 @@ def verdict(root: str) -> str:
         "cannot gate the sum on the marker; the input-gated linear cells can.",
     ]
     return "\n".join(out) + "\n\n"
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def collect_rows(workdir: str) -> list[dict]:
@@ -207,7 +299,9 @@ def write_report(which, root, full, eval_batches, lengths) -> None:
     print(f"wrote {path}")
 
 
-def sweep(config, workdir, sweep_arg, args, steps, eval_batches) -> None:
+def sweep(config, workdir, sweep_arg, args, steps, eval_batches, extra=()) -> None:
+    limit = getattr(args, "time_limit_min", 0)
+    extra = [*extra] + ([f"--config.train.time_limit_s={60 * limit:g}"] if limit else [])
     subprocess.run(
         [
             sys.executable,
@@ -229,26 +323,61 @@ def sweep(config, workdir, sweep_arg, args, steps, eval_batches) -> None:
             f"--config.train.checkpoint_every={steps}",
             "--config.train.log_every=50",
             "--config.train.progress=False",
+            *extra,
         ],
         check=False,
     )
 
 
-def header(which: str, root: str, full: bool, eval_batches: int) -> str:
+ATTENTION_TEXT = """
+**Attention** (`model.cell=attention`): one pre-norm Transformer block (causal multi-head
+self-attention with rotary positions, then an MLP sub-block, which attention always has), at
+the cells' width (64 units for adding, 128 for copy memory) and depth (one block, as the
+linear cells here), 4 heads (of 16 and 32 units), `model.window` = the whole sequence (400;
+220 for copy memory), read from the last position; the same optimizer, steps and seeds as the
+cells. Its MLP gives it more parameters at the same width: 50,241 for adding (the cells:
+4,353-17,217) and 200,970 for copy memory (LSTM 72,458, LRU 102,154). **Published:**
+self-attention connects any two positions by a path of constant length where a recurrence
+needs O(T) steps (Vaswani et al. 2017, Table 1), so there is no long chain of Jacobians for
+the gradient to vanish through; on Long Range Arena (Tay et al. 2021) the vanilla Transformer
+still averages only 54.4% and fails Path-X (16K steps), and linear recurrences such as the
+LRU beat it there (Orvieto et al. 2023): direct access is not the whole story at long T.
+"""
+
+
+def header(which: str, root: str, full: bool, eval_batches: int, committed: str = "") -> str:
     mode = "full" if full else "standard" if which == "standard" else "quick"
     runs = []
-    path = os.path.join(root, f"time_{which}.json")
-    if os.path.exists(path):
+    paths = sorted(glob.glob(os.path.join(root, f"time_{which}*.json")))
+    if which == "standard" and not os.path.exists(os.path.join(root, "time_standard.json")):
+        # the whole-mode run is not here: keep the committed file's lines for the runs whose
+        # timing files are absent (one line per command)
+        here = {json.loads(_read(p)).get("cells", "all") for p in paths}
+        for line in re.findall(r"^- `python .*$", committed, re.M):
+            said = re.search(r"--cells (\S+)`", line)
+            if (said.group(1) if said else "all") not in here:
+                runs.append(line)
+    for path in paths:
         with open(path) as f:
             t = json.load(f)
         flag = f"{' --full' if full else ''} --set {which}"
         flag = " --standard" if which == "standard" else flag
+        if t.get("cells", "all") != "all":
+            flag += f" --cells {t['cells']}"
+        if t.get("time_limit_min"):
+            flag += f" --time-limit-min {t['time_limit_min']:g}"
         start = f"{t['loadavg_start']:.1f} at the start, " if "loadavg_start" in t else ""
         runs.append(
             f"- `python experiments/long_range_comparison/run.py{flag}`: {t['steps']} steps per "
             f"point, T in {{{t['lengths']}}}, {t['minutes']:.1f} minutes wall on a "
             f"{os.cpu_count()}-core CPU (load average {start}{t['loadavg']:.1f} at the end)"
             + (f"; finished through {t['done_through']}" if "done_through" in t else "")
+            + (
+                f"; each point stopped after {t['time_limit_min']:g} minutes of training"
+                if t.get("time_limit_min")
+                else ""
+            )
+            + (f". {t['note']}" if t.get("note") else "")
         )
     title = {
         "classic": "RNN vs LSTM vs GRU",
@@ -267,7 +396,7 @@ pre-norm residual blocks), eval on {eval_batches * 128} fixed sequences per poin
 as T grows (Arjovsky et al. 2016); the LRU solves long-range tasks (Long Range Arena) where
 LSTMs fail (Orvieto et al. 2023); chrono initialization speeds up gated cells on long
 dependencies such as copy and adding (Tallec & Ollivier 2018).
-
+{ATTENTION_TEXT if which == "standard" else ""}
 """
 
 
@@ -290,6 +419,8 @@ def reading(task, rows, metric, base_key) -> str:
 
 def seeds_solved(task, row, metric, base_key) -> str:
     """ "k/n": how many of the point's seeds solved the task on their own (final eval)."""
+    if "seeds_solved" in row:  # carried from the committed results file
+        return row["seeds_solved"]
     per_seed = [v for k, v in row.items() if k.startswith(metric + "/seed_")]
     return f"{sum(SOLVED[task](v, row[base_key]) for v in per_seed)}/{len(per_seed)}"
 
