@@ -373,7 +373,7 @@ def header(which: str, root: str, full: bool, eval_batches: int, committed: str 
             f"{os.cpu_count()}-core CPU (load average {start}{t['loadavg']:.1f} at the end)"
             + (f"; finished through {t['done_through']}" if "done_through" in t else "")
             + (
-                f"; each point stopped after {t['time_limit_min']:g} minutes of training"
+                f"; a limit of {t['time_limit_min']:g} minutes of training per point"
                 if t.get("time_limit_min")
                 else ""
             )
