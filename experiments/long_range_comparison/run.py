@@ -354,7 +354,7 @@ def header(which: str, root: str, full: bool, eval_batches: int, committed: str 
         # timing files are absent (one line per command)
         here = {json.loads(_read(p)).get("cells", "all") for p in paths}
         for line in re.findall(r"^- `python .*$", committed, re.M):
-            said = re.search(r"--cells (\S+)`", line)
+            said = re.search(r"--cells ([^\s`]+)", line)
             if (said.group(1) if said else "all") not in here:
                 runs.append(line)
     for path in paths:
