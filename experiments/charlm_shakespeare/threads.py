@@ -13,7 +13,11 @@ steps after ``--warmup`` steps. Settings (environment of the child process):
 * ``eigen-1-thread``: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (Eigen's matmuls on
   the calling thread; XLA's own pool still runs independent ops side by side);
 * ``1-core``: the process pinned to one core (``os.sched_setaffinity``), so every pool has
-  one thread. XLA has no flag for "two threads" other than its default on this machine.
+  one thread. XLA has no flag for "two threads" other than its default on this machine;
+* ``no-hugepages``: ``SEQLAB_HUGEPAGES=0``, the default before huge-page malloc
+  (``seqlab_entry``: the heavy commands re-execute with ``glibc.malloc.hugetlb=1``);
+* ``2-devices``: ``XLA_FLAGS=--xla_force_host_platform_device_count=2``: two XLA CPU
+  devices, so ``seqlab train`` splits each batch over them (data parallel, one per core).
 
     python experiments/charlm_shakespeare/threads.py [--steps 150] [--repeats 2]
 
@@ -38,6 +42,8 @@ SEQLAB_SETTINGS: dict[str, dict[str, str]] = {
     "xla-default": {},
     "eigen-1-thread": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"},
     "1-core": {"PIN": "0"},
+    "no-hugepages": {"SEQLAB_HUGEPAGES": "0"},
+    "2-devices": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
 }
 TORCH_SETTINGS = {"torch-default": 0, "torch-1-thread": 1}
 
@@ -56,7 +62,8 @@ def run_seqlab(env_extra: dict[str, str], steps: int, log_every: int) -> float:
     """Median seconds per step of one ``seqlab train`` (log windows after the first)."""
     from seqlab.run.writers import read_metrics
 
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQLAB_CPU_THREADS")}
+    unset = ("XLA_FLAGS", "SEQLAB_CPU_THREADS", "SEQLAB_HUGEPAGES", "GLIBC_TUNABLES")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     pin = env_extra.get("PIN")
     env.update({k: v for k, v in env_extra.items() if k != "PIN"})
     with tempfile.TemporaryDirectory() as workdir:
