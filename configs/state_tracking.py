@@ -55,6 +55,8 @@ TASKS = ("parity", "s3")
 # the nonlinear cells, which can track state, and the linear recurrences, which should not
 CELLS = ("rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru")
 CELLS += ("mamba", "slstm", "mlstm", "deltanet", "gated_deltanet")  # the 2024-25 recurrences
+# causal attention: a pre-norm Transformer block; model.window (256) covers every length here
+CELLS += ("attention",)
 LENGTHS = (16, 32, 64, 128)
 
 

@@ -219,8 +219,8 @@ def test_config_rejects_unknown_task_and_sweep_covers_cells_by_lengths():
     with pytest.raises(ValueError, match="unknown state_tracking task"):
         module.get_config("task=s5")
     sweep = list(module.get_sweep())
-    assert len(sweep) == len(module.CELLS) * len(module.LENGTHS) == 48
-    assert {"gru", "mingru", "lru", "mamba", "slstm", "mlstm", "deltanet"} <= {
+    assert len(sweep) == len(module.CELLS) * len(module.LENGTHS) == 52
+    assert {"gru", "mingru", "lru", "mamba", "slstm", "mlstm", "deltanet", "attention"} <= {
         p["model.cell"] for p in sweep
     }
     c = module.get_config("s3")
