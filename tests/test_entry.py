@@ -11,7 +11,10 @@ import time
 
 import pytest
 
-START = "import seqlab_entry, sys; sys.exit(seqlab_entry.main())"
+# SIGINT as in a terminal: a test runner started in the background (CI's, or a shell's `&`)
+# passes SIGINT to its children as ignored, which the entry rightly leaves ignored.
+DEFAULT_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+START = DEFAULT_SIGINT + "import seqlab_entry, sys; sys.exit(seqlab_entry.main())"
 
 
 def _handles(pid: int, signum: int) -> bool:
@@ -48,7 +51,7 @@ def test_a_signal_during_the_imports_is_one_line(tmp_path, signum, status, what)
 def test_the_signals_are_handed_back_before_the_command(tmp_path) -> None:
     """After the imports the command's own handling (seqlab.tools.stop) is in place: the
     entry leaves Python's defaults as it found them."""
-    code = (
+    code = DEFAULT_SIGINT + (
         "import signal, seqlab_entry, seqlab.tools.cli as c;"
         "c.main = lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,"
         " signal.getsignal(signal.SIGTERM) is signal.SIG_DFL) or 0;"
