@@ -28,6 +28,40 @@ def test_arms_parse_or_say_how_in_one_line():
         assert "\n" not in str(e.value)
 
 
+def test_matched_width_gives_each_cell_the_same_capacity():
+    """--match_params: each arm's hidden size has the parameter count nearest the target, and
+    one size more or less is farther from it."""
+    from seqlab.models.build import num_params
+    from seqlab.tasks import complete_config, make_task
+    from seqlab.tools.sweep import _parse_train
+
+    sizes = {}
+    for cell in ("rnn", "lstm", "gru"):
+        over = [f"--config.model.cell={cell}"]
+        h, n = st.matched_width(tu.CONFIG, over, 3000)
+        config = complete_config(_parse_train(["--config", tu.CONFIG, *over]))
+        spec = make_task(config).spec
+        for other in (h - 1, h + 1):
+            config.model.hidden_size = other
+            assert abs(num_params(config.model, spec) - 3000) >= abs(n - 3000)
+        sizes[cell] = h
+    assert sizes["rnn"] > sizes["gru"] > sizes["lstm"]  # 1, 3 and 4 weight blocks per step
+
+
+def test_match_params_refuses_a_fixed_or_varied_width_in_one_line(tmp_path, capsys):
+    from seqlab.tools.cli import main
+
+    wd = str(tmp_path / "s")
+    base = ["study", "--config", tu.CONFIG, "--workdir", wd, "--trials", "1"]
+    for extra in (
+        ["--arms", "model.cell=rnn+gru", "--config.model.hidden_size=8"],
+        ["--arms", "model.hidden_size=8+16"],
+    ):
+        assert main([*base, *extra, "--match_params", "3000"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--match_params sets model.hidden_size per arm" in err[0]
+
+
 def _study(values: list[tuple[float, float | None, dict[int, float]]]) -> optuna.Study:
     s = optuna.create_study(direction="maximize")
     lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
@@ -88,8 +122,10 @@ def test_study_end_to_end_on_a_generated_task(tmp_path, capsys):
     wd = str(tmp_path / "s")
     argv = ["study", "--config", tu.CONFIG, "--workdir", wd, "--arms", "model.cell=rnn+gru"]
     argv += ["--trials", "1", "--seeds", "2", "--config.train.num_steps=10"]
+    argv += ["--match_params", "3000"]
     assert main(argv) == 0
     out = capsys.readouterr().out
+    assert "capacity matched: rnn H=53" in out and "Capacity matched" in out
     assert "1 trials of up to 10 steps" in out and "a fresh eval set (task.eval_seed=1000)" in out
     with open(os.path.join(wd, "study.json")) as f:
         record = json.load(f)
@@ -100,6 +136,9 @@ def test_study_end_to_end_on_a_generated_task(tmp_path, capsys):
         with open(os.path.join(final, "config.json")) as f:
             config = json.load(f)
         assert config["model"]["cell"] == arm and config["num_seeds"] == 2
+        capacity = record["capacity"][arm]
+        assert config["model"]["hidden_size"] == capacity["hidden_size"]  # matched, retrained
+        assert abs(capacity["params"] - 3000) < 150
         best = record["best"][arm]["params"]["optim.learning_rate"]
         assert config["optim"]["learning_rate"] == pytest.approx(best)  # the best, retrained
     assert os.path.getsize(os.path.join(wd, "lr_sensitivity.png")) > 10_000

@@ -39,6 +39,21 @@ def parse_arms(text: str) -> tuple[str, list[str]]:
     return key, arms
 
 
+def matched_width(config_file: str, overrides: list[str], target: int) -> tuple[int, int]:
+    """(``model.hidden_size``, its parameter count) of the arm's model nearest ``target``
+    parameters, all else as configured: arms compared at equal capacity, as Karpathy,
+    Johnson & Fei-Fei 2015 and Melis, Dyer & Blunsom 2018 compare cells."""
+    from seqlab.models.build import hidden_size_for, num_params
+    from seqlab.tasks import complete_config, make_task
+    from seqlab.tools.sweep import _parse_train
+
+    config = complete_config(_parse_train(["--config", config_file, *overrides]))
+    spec = make_task(config).spec
+    h = hidden_size_for(config.model, spec, target)
+    config.model.hidden_size = h
+    return h, num_params(config.model, spec)
+
+
 def budget(tune: Any, steps: int) -> dict[str, Any]:
     return {"trials": tune.trials, "steps_per_trial": steps, "pruner": tune.pruner}
 
@@ -155,6 +170,19 @@ def report(workdir: str, record: dict[str, Any], scores: dict[str, list[float]])
         + f". Best trial by validation retrained with {record['seeds']} seeds, scored once on "
         f"{split}.",
         "",
+        *(
+            [
+                "Capacity matched: "
+                + ", ".join(
+                    f"{a} H={c['hidden_size']} ({c['params']:,} parameters)"
+                    for a, c in record["capacity"].items()
+                )
+                + ".",
+                "",
+            ]
+            if record.get("capacity")
+            else []
+        ),
         f"Ordering (test {metric}, {'higher' if mode == 'max' else 'lower'} is better; "
         f"`~` = not separated by Welch's test at 0.05 after Holm): **{order}**",
         "",

@@ -25,7 +25,7 @@ from seqlab.tools.flags import parse, split_own
 
 OWN = {"--config", "--workdir", "--trials", "--storage", "--parallel", "--study", "--space"}
 OWN |= {"--pruner", "--startup_trials", "--sampler_seed", "--help", "-h"}
-STUDY_OWN = OWN | {"--arms", "--seeds"}
+STUDY_OWN = OWN | {"--arms", "--seeds", "--match_params"}
 
 
 def define_tune(fv: flags.FlagValues) -> None:
@@ -115,6 +115,13 @@ def cmd_study(argv: Sequence[str]) -> int:
         define_tune(fv)
         flags.DEFINE_string("arms", None, "KEY=V1+V2+...: the arms compared", flag_values=fv)
         flags.DEFINE_integer("seeds", 5, "seeds per arm's retrain", lower_bound=1, flag_values=fv)
+        flags.DEFINE_integer(
+            "match_params",
+            None,
+            "give each arm the model.hidden_size whose model has about N parameters",
+            lower_bound=1,
+            flag_values=fv,
+        )
 
     fv = parse("study", mine, define)
     from types import SimpleNamespace
@@ -129,9 +136,18 @@ def cmd_study(argv: Sequence[str]) -> int:
     key, values = st.parse_arms(fv.arms)
     make_sweep_dir(fv.workdir)
     base = fv.study or os.path.basename(fv.workdir.rstrip("/")) or "study"
-    tunes, studies = {}, {}
+    tunes, studies, capacity = {}, {}, {}
+    width = "model.hidden_size"
+    if fv.match_params and (
+        key == width or any(p.startswith(f"--config.{width}=") for p in passthrough)
+    ):
+        raise UsageError(f"--match_params sets {width} per arm; do not also set or vary it")
     for v in values:  # every arm's config and space, checked before any trains
         over = [*passthrough, f"--config.{key}={v}"]
+        if fv.match_params:
+            h, n = st.matched_width(fv.config, over, fv.match_params)
+            capacity[v] = {"hidden_size": h, "params": n}
+            over.append(f"--config.{width}={h}")
         spec = SimpleNamespace(
             **{n: getattr(fv, n) for n in ("config", "trials", "storage", "parallel")},
             **{n: getattr(fv, n) for n in ("space", "pruner", "startup_trials")},
@@ -140,8 +156,9 @@ def cmd_study(argv: Sequence[str]) -> int:
             study=f"{base}-{v}",
         )
         tunes[v] = make_tune(spec, over)
-        if key in tunes[v].space:
-            raise UsageError(f"{key} is both an arm and searched; drop it from one")
+        if key in tunes[v].space or (fv.match_params and width in tunes[v].space):
+            raise UsageError(f"{key if key in tunes[v].space else width} is both fixed per arm "
+                             "and searched; drop it from one")  # fmt: skip
     steps = int(
         complete_config(_parse_train(["--config", fv.config, *passthrough])).train.num_steps
     )
@@ -151,7 +168,11 @@ def cmd_study(argv: Sequence[str]) -> int:
         f"{steps} steps (pruner {b['pruner']}), then {fv.seeds} seeds"
     )
     record: dict[str, Any] = {"config": fv.config, "arm_key": key, "arms": values, "budget": b}
-    record.update(seeds=fv.seeds, best={}, steps_trained={})
+    record.update(seeds=fv.seeds, best={}, steps_trained={}, capacity=capacity)
+    if capacity:
+        print("study: capacity matched: " + ", ".join(
+            f"{v} H={c['hidden_size']} ({c['params']:,} parameters)" for v, c in capacity.items()
+        ))  # fmt: skip
     scores: dict[str, list[float]] = {}
     for v, t in tunes.items():
         studies[v] = run_tune(t)
