@@ -58,6 +58,12 @@ def _flags(d: dict[str, Any]) -> list[str]:
     return [f"--config.{k}={v}" for k, v in d.items()]
 
 
+def _mode(name: str, mode: str, points: list, args: str = "", **extra: Any) -> dict[str, Any]:
+    """One experiment mode: ``python experiments/NAME/run.py ARGS`` as its points."""
+    command = f"python experiments/{name}/run.py {args}".strip()
+    return dict(name=name, mode=mode, command=command, points=points, **extra)
+
+
 def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
     """Each experiment's mode as (config, flags) points, with its steps, from its run.py
     (those in ``only``, or all)."""
@@ -68,14 +74,7 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
         flags = ["--config.model.num_layers=3", "--config.model.hidden_size=512"]
         flags += ["--config.model.dropout=0.5", "--config.train.num_steps=20000"]
         flags += ["--config.train.eval_every=500"]
-        out.append(
-            dict(
-                name="charlm_shakespeare",
-                mode="full",
-                command="python experiments/charlm_shakespeare/run.py --full",
-                points=[("configs/charlm.py", flags)],
-            )
-        )
+        out.append(_mode("charlm_shakespeare", "full", [("configs/charlm.py", flags)], "--full"))
     if want("cell_depth"):
         # experiments/cell_depth/run.py --full: cells x depths at ~800k parameters, two corpora
         pts = []
@@ -84,14 +83,7 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
             common = ["--config.train.num_steps=5000", "--config.train.eval_every=5000"]
             for p in _sweep_points("charlm.py", arg):
                 pts.append((f"configs/charlm.py:corpus={corpus}", common + _flags(p)))
-        out.append(
-            dict(
-                name="cell_depth",
-                mode="full",
-                command="python experiments/cell_depth/run.py --full",
-                points=pts,
-            )
-        )
+        out.append(_mode("cell_depth", "full", pts, "--full"))
     if want("long_range_comparison"):
         # experiments/long_range_comparison/run.py --full --set all: 3 tasks x (classic cells at
         # T = 25..400, every cell at T = 100, 200, 400), 3 seeds in one run, 3,000 steps
@@ -114,26 +106,12 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
             for cells, lengths in sets.values():
                 for p in _sweep_points(module, f"cells={cells},lengths={lengths}"):
                     pts.append((f"configs/{config}", common + _flags(p)))
-        out.append(
-            dict(
-                name="long_range_comparison",
-                mode="full",
-                command="python experiments/long_range_comparison/run.py --full --set all",
-                points=pts,
-            )
-        )
+        out.append(_mode("long_range_comparison", "full", pts, "--full --set all"))
     if want("vanishing_gradients"):
         # experiments/vanishing_gradients/run.py --full: configs/probe.py:full's sweep, 2,000 steps
         pts = [("configs/probe.py:full", _flags(p)) for p in _sweep_points("probe.py", "full")]
-        out.append(
-            dict(
-                name="vanishing_gradients",
-                mode="full",
-                command="python experiments/vanishing_gradients/run.py --full",
-                points=pts,
-                note="the probe's gradient measurements (every 250 steps) are not counted",
-            )
-        )
+        note = "the probe's gradient measurements (every 250 steps) are not counted"
+        out.append(_mode("vanishing_gradients", "full", pts, "--full", note=note))
     if want("mnist1d"):
         # experiments/mnist1d/run.py --standard (no full mode): every cell, 3 seeds, 1,000 steps
         cells = "gru+lstm+rnn+lru+mingru+minlstm+rglru"
@@ -143,15 +121,7 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
             ("configs/mnist1d.py", common + _flags(p))
             for p in _sweep_points("mnist1d.py", f"cells={cells},recipe=paper")
         ]
-        out.append(
-            dict(
-                name="mnist1d",
-                mode="standard",
-                command="python experiments/mnist1d/run.py --standard",
-                points=pts,
-                targets=TARGETS_4,
-            )
-        )
+        out.append(_mode("mnist1d", "standard", pts, "--standard", targets=TARGETS_4))
     if want("state_tracking"):
         # experiments/state_tracking/run.py --standard: parity and S3, 7 cells x T in 128/64/16
         pts = []
@@ -162,14 +132,7 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
                 arg = f"cells=rnn+lstm+gru+lru+mingru+minlstm+rglru,lengths={T}"
                 for p in _sweep_points("state_tracking.py", arg):
                     pts.append((f"configs/state_tracking.py:{task},per_step", common + _flags(p)))
-        out.append(
-            dict(
-                name="state_tracking",
-                mode="standard",
-                command="python experiments/state_tracking/run.py --standard",
-                points=pts,
-            )
-        )
+        out.append(_mode("state_tracking", "standard", pts, "--standard"))
     if want("selective_copy"):
         # experiments/selective_copy/run.py (one mode): 5 cells, 2 layers of 32, T = 32, 1,200 steps
         pts = []
@@ -178,14 +141,7 @@ def experiments(only: set[str] | None = None) -> list[dict[str, Any]]:
             if cell == "attention":
                 flags += ["--config.model.num_heads=4", "--config.model.window=40"]
             pts.append((f"configs/selective.py:selective_copy,cell={cell},layers=2,T=32", flags))
-        out.append(
-            dict(
-                name="selective_copy",
-                mode="its only",
-                command="python experiments/selective_copy/run.py",
-                points=pts,
-            )
-        )
+        out.append(_mode("selective_copy", "its only", pts))
     return out
 
 

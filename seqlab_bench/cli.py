@@ -309,16 +309,20 @@ def run_probe(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> Non
         show(probe_table(rows))
 
 
-def run_linear(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
-    """``--mode linear``: one table for every linear cell x T x engine."""
-    rows = bench_linear(
-        names(fv.linear_cells),
-        ints(fv.linear_lengths, "linear_lengths"),
-        batch=fv.linear_batch,
-        hidden=fv.linear_hidden,
-        chunk=fv.linear_chunk,
+def _grid(fv: flags.FlagValues, mode: str) -> dict[str, Any]:
+    """--MODE_{cells,lengths,batch,hidden}; at most 5 repeats (each point compiles anew)."""
+    return dict(
+        cells=names(getattr(fv, f"{mode}_cells")),
+        lengths=ints(getattr(fv, f"{mode}_lengths"), f"{mode}_lengths"),
+        batch=getattr(fv, f"{mode}_batch"),
+        hidden=getattr(fv, f"{mode}_hidden"),
         repeats=max(1, min(fv.repeats, 5)),
     )
+
+
+def run_linear(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
+    """``--mode linear``: one table for every linear cell x T x engine."""
+    rows = bench_linear(**_grid(fv, "linear"), chunk=fv.linear_chunk)
     report["linear"] = rows
     show(linear_table(rows))
 
@@ -330,12 +334,8 @@ def run_scaling(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> N
     if impls == ("xla",):
         print(f"# {CPU_NOTE}", flush=True)
     rows = bench_scaling(
-        names(fv.scaling_cells),
-        ints(fv.scaling_lengths, "scaling_lengths"),
-        batch=fv.scaling_batch,
-        hidden=fv.scaling_hidden,
+        **_grid(fv, "scaling"),
         vocab=shape.vocab,
-        repeats=max(1, min(fv.repeats, 5)),
         warmup=min(fv.warmup, 1),
         attention_impls=names(fv.attention_impl),
     )

@@ -46,6 +46,20 @@ PUBLISHED = {  # Greydanus 2020, the mnist1d README's table (test accuracy)
 }
 
 
+def write_timing(path: str, t0: float, load0: float, note: str) -> None:
+    """The mode's wall time and machine load, for the report's header."""
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "minutes": (time.time() - t0) / 60,
+                "loadavg_start": load0,
+                "loadavg_end": os.getloadavg()[0],
+                "note": note,
+            },
+            f,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--standard", action="store_true")
@@ -116,16 +130,7 @@ def main() -> None:
             ],
             check=False,
         )
-        with open(timing_path, "w") as f:
-            json.dump(
-                {
-                    "minutes": (time.time() - t0) / 60,
-                    "loadavg_start": load0,
-                    "loadavg_end": os.getloadavg()[0],
-                    "note": args.note,
-                },
-                f,
-            )
+        write_timing(timing_path, t0, load0, args.note)
     if args.recipe == "paper":
         write_report(root, mode, steps)
     else:
@@ -149,16 +154,7 @@ def run_attention(root: str, mode: str, steps: int, eval_every: int, args) -> No
             + (limit if args.time_limit_min else []),
             check=False,
         )
-        with open(timing_path, "w") as f:
-            json.dump(
-                {
-                    "minutes": (time.time() - t0) / 60,
-                    "loadavg_start": load0,
-                    "loadavg_end": os.getloadavg()[0],
-                    "note": args.note,
-                },
-                f,
-            )
+        write_timing(timing_path, t0, load0, args.note)
     if mode == "standard":
         merge_attention(root, timing_path)
 
