@@ -20,6 +20,17 @@ from seqlab.errors import UsageError
 from seqlab.tools import study as st
 
 
+def test_metric_directions():
+    assert [st.direction(m) for m in ("accuracy", "final_accuracy", "loss", "mse", "bpc")] == [
+        "max",
+        "max",
+        "min",
+        "min",
+        "min",
+    ]
+    assert st.direction("tokens_per_s") is None
+
+
 def test_arms_parse_or_say_how_in_one_line():
     assert st.parse_arms("model.cell=rnn+lstm+gru") == ("model.cell", ["rnn", "lstm", "gru"])
     for bad in ("model.cell", "model.cell=rnn", "model.cell=rnn+rnn", "=rnn+gru"):
@@ -104,8 +115,10 @@ def test_report_tables_csv_json_and_figure(tmp_path):
             "gru": {"number": 0, "value": 0.9, "params": {"optim.learning_rate": 3e-3}},
         },
     }
+    record["other_scores"] = {"loss": {"rnn": [2.0, 2.1, 1.9], "gru": [0.3, 0.31, 0.29]}}
     md = st.report(str(tmp_path), record, scores)
     assert "**gru > rnn**" in md and "2 trials of up to 500 steps" in md
+    assert "Ordering by test loss: **gru > rnn**" in md and "| test/loss mean |" in md
     assert "rnn 600, gru 1000" in md and "| rnn vs gru |" in md
     with open(tmp_path / "study.csv") as f:
         rows = list(csv.DictReader(f))
@@ -113,6 +126,32 @@ def test_report_tables_csv_json_and_figure(tmp_path):
     with open(tmp_path / "study.json") as f:
         assert json.load(f)["ordering"] == "gru > rnn"
     assert os.path.exists(tmp_path / "study.md")
+    _check_wandb_report(tmp_path, record, scores)
+
+
+def _check_wandb_report(tmp_path, record, scores):
+    """The same report as a W&B run (offline here): the arms and pairs tables, the figure."""
+    import glob
+
+    from ml_collections import ConfigDict
+
+    from seqlab.tools.study_wandb import ARM_COLUMNS, PAIR_COLUMNS, log_report
+
+    record = {**record, "arms": list(scores)}
+    wandb = ConfigDict({"project": "seqlab-test", "entity": ""})
+    assert log_report(str(tmp_path), record, scores, wandb, "s", "disabled") is None
+    run_dir = log_report(str(tmp_path), record, scores, wandb, "s", "offline")
+    tables = {}
+    for name in ("arms", "pairs"):
+        (path,) = glob.glob(os.path.join(run_dir, "files", "media", "table", "study", f"{name}_*"))
+        with open(path) as f:
+            tables[name] = json.load(f)
+    assert tables["arms"]["columns"] == ARM_COLUMNS
+    assert [r[0] for r in tables["arms"]["data"]] == ["rnn", "gru"]
+    assert tables["arms"]["data"][1][2] == pytest.approx(0.90)  # gru's mean over 3 seeds
+    assert tables["pairs"]["columns"] == PAIR_COLUMNS
+    assert tables["pairs"]["data"][0][:2] == ["rnn", "gru"] and tables["pairs"]["data"][0][-1]
+    assert glob.glob(os.path.join(run_dir, "files", "media", "images", "study", "*.png"))
 
 
 @pytest.mark.slow
@@ -142,3 +181,5 @@ def test_study_end_to_end_on_a_generated_task(tmp_path, capsys):
         best = record["best"][arm]["params"]["optim.learning_rate"]
         assert config["optim"]["learning_rate"] == pytest.approx(best)  # the best, retrained
     assert os.path.getsize(os.path.join(wd, "lr_sensitivity.png")) > 10_000
+    # runlocal configs turn W&B off: no report run (test_report_tables... logs one offline)
+    assert "W&B" not in out and not os.path.exists(os.path.join(wd, "wandb"))

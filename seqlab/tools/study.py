@@ -87,18 +87,37 @@ def retrain(tune: Any, params: dict[str, Any], seeds: int) -> str:
     return final
 
 
-def seed_scores(final: str, metric: str, seeds: int) -> tuple[str, list[float]]:
-    """(what was scored, one value per seed) of ``metric`` (e.g. ``accuracy``) on data the
-    selection never saw (``final_test``)."""
+def seed_scores(final: str, metric: str, seeds: int) -> tuple[str, dict[str, list[float]]]:
+    """(what was scored, {metric: one value per seed}) on data the selection never saw
+    (``final_test``): ``metric`` (e.g. ``accuracy``, the one selection used) first, then every
+    other metric the task reports (a classifier's loss beside its accuracy)."""
     from seqlab.tools.final_test import final_test
 
     result = final_test(final)
     if not result:
         raise UsageError(f"{final}: its task has neither a test split nor a fresh eval set")
-    key = f"test/{metric}"
-    if seeds == 1:
-        return result["data"], [float(result[key])]
-    return result["data"], [float(result[f"{key}/seed_{i}"]) for i in range(seeds)]
+    names = [metric] + sorted(
+        k.split("/")[1]
+        for k in result
+        if k.startswith("test/") and k.count("/") == 1 and k != f"test/{metric}"
+    )
+    out = {}
+    for name in names:
+        key = f"test/{name}"
+        if seeds == 1:
+            out[name] = [float(result[key])]
+        elif all(f"{key}/seed_{i}" in result for i in range(seeds)):
+            out[name] = [float(result[f"{key}/seed_{i}"]) for i in range(seeds)]
+    return result["data"], out
+
+
+def direction(metric: str) -> str | None:
+    """ "max" or "min" for metrics whose better direction the name tells; None otherwise."""
+    if any(w in metric for w in ("accuracy", "acc")):
+        return "max"
+    if any(w in metric for w in ("loss", "mse", "bpc", "perplexity", "error")):
+        return "min"
+    return None
 
 
 def trial_points(study: Any, lr_key: str) -> list[tuple[float, float, str]]:
@@ -197,6 +216,14 @@ def report(workdir: str, record: dict[str, Any], scores: dict[str, list[float]])
             for k, v in best["params"].items()
         )
         lines.append(f"| {arm} | {best['number']} | {best['value']:.4g} | {params} |")
+    for other, by_arm in record.get("other_scores", {}).items():
+        if set(by_arm) != set(scores):
+            continue
+        better = direction(other)
+        lines += ["", f"Also scored on {split} (not used for selection): test {other}."]
+        if better:
+            lines += ["", f"Ordering by test {other}: **{stats.ordering(by_arm, better)}**"]
+        lines += ["", stats.markdown(by_arm, f"test/{other}")]
     lines += ["", "![lr sensitivity](lr_sensitivity.png)", ""]
     md = "\n".join(lines)
     with open(os.path.join(workdir, "study.md"), "w") as f:

@@ -159,9 +159,8 @@ def cmd_study(argv: Sequence[str]) -> int:
         if key in tunes[v].space or (fv.match_params and width in tunes[v].space):
             raise UsageError(f"{key if key in tunes[v].space else width} is both fixed per arm "
                              "and searched; drop it from one")  # fmt: skip
-    steps = int(
-        complete_config(_parse_train(["--config", fv.config, *passthrough])).train.num_steps
-    )
+    base_config = complete_config(_parse_train(["--config", fv.config, *passthrough]))
+    steps = int(base_config.train.num_steps)
     b = st.budget(tunes[values[0]], steps)
     print(
         f"study: {len(values)} arms of {key}; budget per arm: {b['trials']} trials of up to "
@@ -183,7 +182,10 @@ def cmd_study(argv: Sequence[str]) -> int:
         record["steps_trained"][v] = sum(st.trained_steps(s) for s in subs)
         final = st.retrain(t, best.params, fv.seeds)
         metric = t.metric.split("/", 1)[1]
-        split, scores[v] = st.seed_scores(final, metric, fv.seeds)
+        split, by_metric = st.seed_scores(final, metric, fv.seeds)
+        scores[v] = by_metric.pop(metric)
+        for other, values in by_metric.items():
+            record.setdefault("other_scores", {}).setdefault(other, {})[v] = values
         record.update(metric=metric, mode=t.mode, split=split)
         print(
             f"study: {v}: best trial {best.number} ({t.metric} {best.value:.4g}); test "
@@ -193,4 +195,11 @@ def cmd_study(argv: Sequence[str]) -> int:
         studies, os.path.join(fv.workdir, "lr_sensitivity.png"), record["metric"], record["mode"]
     )
     print(st.report(fv.workdir, record, scores))
+    from seqlab.run.writers import wandb_mode
+    from seqlab.tools.study_wandb import log_report
+
+    mode = wandb_mode(base_config.wandb.mode)
+    where = log_report(fv.workdir, record, scores, base_config.wandb, base, mode)
+    if where and mode == "offline":
+        print(f"study: W&B report saved offline; upload it with: wandb sync {where}")
     return 0
