@@ -114,6 +114,29 @@ def test_follow_reports_each_new_eval_and_stops_a_pruned_trial(tmp_path):
     assert study.trials[0].intermediate_values == {10: 0.5, 20: 2.0}  # not 30: stopped
 
 
+def test_the_first_trial_is_the_configs_own_recipe(tmp_path):
+    """--baseline (the default): the config's values of the searched keys are enqueued by the
+    worker that creates the study, so a re-run or a second worker does not add them again;
+    values outside their range are left to the sampler."""
+    from ml_collections import ConfigDict
+
+    from seqlab.tools import space as spaces
+
+    raw = {"optim.learning_rate": ("log", 1e-4, 1e-1), "model.x": ("int", 1, 4)}
+    space = {k: spaces.build(k, v) for k, v in raw.items()}
+    config = ConfigDict({"optim": {"learning_rate": 3e-3}, "model": {"x": 9}})
+    assert tune.baseline_values(config, space) == {"optim.learning_rate": 3e-3}  # x: outside
+    t = tune.Tune(
+        config=tu.CONFIG, workdir=str(tmp_path), trials=0, space=space, metric="eval/loss",
+        mode="min", baseline={"optim.learning_rate": 3e-3}, log=lambda *a: None,
+    )  # fmt: skip
+    for _ in range(2):  # trials=0: the workers return at once, after the enqueue
+        study = tune.run_tune(t)
+    (waiting,) = study.get_trials(deepcopy=False)
+    assert waiting.state.name == "WAITING" and waiting.params == {}
+    assert waiting.system_attrs["fixed_params"] == {"optim.learning_rate": 3e-3}
+
+
 def test_surplus_trials_beyond_the_budget(tmp_path):
     study = optuna.create_study()
     for _ in range(3):

@@ -58,6 +58,8 @@ class Tune:
     pruner: str = "median"
     startup_trials: int = 5
     sampler_seed: int | None = None
+    #: the first trial's values (the config's own, "the fixed recipe"); {} for none
+    baseline: dict[str, Any] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
     log: Any = print
 
@@ -67,6 +69,23 @@ class Tune:
 
 
 # -- the study -----------------------------------------------------------------------------
+def baseline_values(config: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """The config's own values of the searched keys that lie inside their distributions:
+    enqueued as the first trial, so the tuned result is never worse on validation than the
+    recipe it started from (with few trials, TPE's first ones are random)."""
+    out = {}
+    for key, dist in space.items():
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        try:
+            if dist._contains(dist.to_internal_repr(value)):
+                out[key] = value
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def make_pruner(name: str, startup: int) -> Any:
     import optuna
 
@@ -117,14 +136,21 @@ def _open_study(t: Tune) -> Any:
         grace_period=GRACE_S,
         heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY, inherit_intermediate_values=True),
     )
-    return optuna.create_study(
+    common = dict(
         storage=storage,
         study_name=t.study_name,
-        direction="maximize" if t.mode == "max" else "minimize",
         pruner=make_pruner(t.pruner, t.startup_trials),
         sampler=optuna.samplers.TPESampler(seed=t.sampler_seed),
-        load_if_exists=True,
     )
+    direction = "maximize" if t.mode == "max" else "minimize"
+    try:  # the one worker that creates the study (the database decides) enqueues the baseline
+        study = optuna.create_study(direction=direction, load_if_exists=False, **common)
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**common)
+    if t.baseline:
+        t.log(f"tune: the first trial is the config's own recipe: {t.baseline}")
+        study.enqueue_trial(t.baseline)
+    return study
 
 
 def counts(study: Any) -> dict[str, int]:

@@ -24,7 +24,9 @@ from seqlab.errors import UsageError
 from seqlab.tools.flags import parse, split_own
 
 OWN = {"--config", "--workdir", "--trials", "--storage", "--parallel", "--study", "--space"}
-OWN |= {"--pruner", "--startup_trials", "--sampler_seed", "--help", "-h"}
+OWN |= {"--pruner", "--startup_trials", "--sampler_seed", "--baseline", "--nobaseline"}
+OWN |= {"--help", "-h"}
+BOOLS = {"--help", "-h", "--baseline", "--nobaseline"}
 STUDY_OWN = OWN | {"--arms", "--seeds", "--match_params"}
 
 
@@ -49,6 +51,13 @@ def define_tune(fv: flags.FlagValues) -> None:
         "every run; give each worker of a shared study its own (default: Optuna's random seed)",
         flag_values=fv,
     )
+    flags.DEFINE_boolean(
+        "baseline",
+        True,
+        "first trial: the config's own values of the searched keys (the fixed recipe), so the "
+        "tuned result is never worse on validation than the recipe",
+        flag_values=fv,
+    )
 
 
 def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
@@ -57,7 +66,7 @@ def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
     from seqlab.tasks import complete_config, get_task_class
     from seqlab.tools import space as spaces
     from seqlab.tools.sweep import _parse_train, make_sweep_dir
-    from seqlab.tools.tune import Tune
+    from seqlab.tools.tune import Tune, baseline_values
 
     for name in ("config", "workdir", "trials"):
         if getattr(fv, name) is None:
@@ -85,13 +94,14 @@ def make_tune(fv: Any, passthrough: list[str], log: Any = print) -> Any:
         pruner=fv.pruner,
         startup_trials=fv.startup_trials,
         sampler_seed=getattr(fv, "sampler_seed", None),
+        baseline=baseline_values(config, space) if getattr(fv, "baseline", True) else {},
         extra=list(passthrough),
         log=log,
     )
 
 
 def cmd_tune(argv: Sequence[str]) -> int:
-    mine, passthrough = split_own(argv, OWN, {"--help", "-h"})
+    mine, passthrough = split_own(argv, OWN, BOOLS)
     fv = parse("tune", mine, define_tune)
     from seqlab.run.writers import write_json
     from seqlab.tools.tune import run_tune, summary
@@ -109,7 +119,7 @@ def cmd_tune(argv: Sequence[str]) -> int:
 
 def cmd_study(argv: Sequence[str]) -> int:
     """Each arm tuned with the same budget, its best retrained with K seeds, then statistics."""
-    mine, passthrough = split_own(argv, STUDY_OWN, {"--help", "-h"})
+    mine, passthrough = split_own(argv, STUDY_OWN, BOOLS)
 
     def define(fv: flags.FlagValues) -> None:
         define_tune(fv)
@@ -152,6 +162,7 @@ def cmd_study(argv: Sequence[str]) -> int:
             **{n: getattr(fv, n) for n in ("config", "trials", "storage", "parallel")},
             **{n: getattr(fv, n) for n in ("space", "pruner", "startup_trials")},
             sampler_seed=fv.sampler_seed,
+            baseline=fv.baseline,
             workdir=os.path.join(fv.workdir, "arms", v),
             study=f"{base}-{v}",
         )
