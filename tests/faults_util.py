@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from tests import compile_flags
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -58,6 +60,9 @@ def seqlab_env(jax_cache: str | None = None, **extra: str) -> dict[str, str]:
             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
         )
+    flags = compile_flags.xla_flags(*extra.pop("XLA_FLAGS", "").split())
+    if flags:
+        env["XLA_FLAGS"] = flags
     env.update(extra)
     return env
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from seqlab.run.writers import read_metrics
+from tests.compile_flags import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
@@ -28,7 +29,7 @@ def train(workdir, devices, *extra):
     env = {
         **os.environ,
         "PYTHONWARNINGS": "ignore",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={devices}"),
     }
     return subprocess.run(
         [sys.executable, "-m", "seqlab", "train", *ARGS, *extra, "--workdir", str(workdir)],

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from seqlab.run.writers import read_metrics
+from tests.compile_flags import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
@@ -24,7 +25,7 @@ ARGS = [
     "--config.probe.every=6",
 ]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}
-ENV.pop("XLA_FLAGS", None)
+ENV["XLA_FLAGS"] = xla_flags()
 
 
 def test_two_processes_reproduce_one(tmp_path):

@@ -23,6 +23,7 @@ from seqlab.models import LanguageModel, Seq2Seq, SequenceClassifier
 from seqlab.recurrence import Bidirectional, Recurrent, RNNStack
 from seqlab.run import memory
 from seqlab.tasks import ModelSpec, task_config
+from tests.compile_flags import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -266,7 +267,7 @@ def test_train_checks_memory_per_device_of_the_real_mesh(tmp_path, devices: int)
     """``train_and_evaluate`` on 4 (host) devices with the free memory between the
     1-device and the N-device need: it fits exactly when the batch is split."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags(f"--xla_force_host_platform_device_count={devices}")
     env.pop(memory.SKIP_ENV, None)
     proc = subprocess.run(
         [sys.executable, "-c", _TRAIN_PROBE, str(tmp_path / "w")],
