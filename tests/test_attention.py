@@ -66,6 +66,7 @@ TOL = {"rtol": 2e-6, "atol": 1e-7}
 
 
 @pytest.mark.parametrize("window", [3, 16])  # a sliding window inside T, and the full prefix
+@pytest.mark.slow
 def test_matches_numpy_reference_float64(window):
     with jax.enable_x64(True):
         m = make(window=window)
@@ -77,6 +78,7 @@ def test_matches_numpy_reference_float64(window):
             np.testing.assert_allclose(np.asarray(y[i]), ref, **TOL)
 
 
+@pytest.mark.slow
 def test_gradient_matches_finite_differences_of_the_reference():
     """jax.grad of the module against central differences of the float64 NumPy reference,
     w.r.t. the inputs and the q/k/v kernel."""
@@ -95,6 +97,7 @@ def test_gradient_matches_finite_differences_of_the_reference():
         np.testing.assert_allclose(np.asarray(gw), finite_difference(fw, w), **TOL)
 
 
+@pytest.mark.slow
 def test_steps_and_chunks_equal_one_sequence_past_the_window():
     """Token by token through the cache, and a prime then chunks, give the full sequence
     form's outputs, also beyond the window (where it slides)."""
@@ -113,6 +116,7 @@ def test_steps_and_chunks_equal_one_sequence_past_the_window():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_lengths_leave_the_window_after_the_last_valid_token():
     m = make(dtype=jnp.float32, window=3)
     x = jax.random.normal(jax.random.key(1), (2, 6, 5))
@@ -139,6 +143,7 @@ def test_registry_answers_for_attention_and_cells():
     assert default_block("lru") == "residual"
 
 
+@pytest.mark.slow
 def test_learned_positions_match_the_reference_without_rotation():
     """positions=learned: q, k, v from (x + P[p]) W + b, no rotary; the table is (window, F)
     drawn N(0, 0.02); a step-by-step decode equals the sequence form; rotary stays default."""

@@ -28,6 +28,7 @@ def lm():
     return build_model(model_config(), ModelSpec(family="lm", vocab_size=7), nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_lm_every_parameter_gets_a_gradient(lm):
     tokens = jax.random.randint(jax.random.key(0), (2, 6), 0, 7)
     graphdef, state = nnx.split(lm, nnx.Param)
@@ -49,6 +50,7 @@ def jitted(model, fn):
 
 
 @pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (1.0, 3)])
+@pytest.mark.slow
 def test_generation_with_the_window_equals_full_recomputation(lm, temperature, top_k):
     """Past the window (prime 3 + 9 tokens, window 4): token t from the cached steps equals
     the token drawn, with the same key, from the whole sequence recomputed (one causal call
@@ -62,6 +64,7 @@ def test_generation_with_the_window_equals_full_recomputation(lm, temperature, t
         assert int(toks[t]) == int(want[0]), t
 
 
+@pytest.mark.slow
 def test_lm_logits_from_steps_equal_one_call(lm):
     tokens = jax.random.randint(jax.random.key(1), (2, 10), 0, 7)
     full, _ = jitted(lm, lambda m, x: m(x))(tokens)
@@ -74,6 +77,7 @@ def test_lm_logits_from_steps_equal_one_call(lm):
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
+@pytest.mark.slow
 def test_classifier_ignores_padding(readout):
     spec = ModelSpec(family="classifier", input_kind="features", num_features=3, num_outputs=2)
     model = build_model(model_config(readout=readout), spec, nnx.Rngs(1))
@@ -83,6 +87,7 @@ def test_classifier_ignores_padding(readout):
     np.testing.assert_allclose(out[1], alone[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_seq2seq_decoder_continues_the_encoders_window():
     spec = ModelSpec(family="seq2seq", vocab_size=6, tgt_vocab_size=5)
     m = model_config(window=16, embed_dim=8)
@@ -102,6 +107,7 @@ def test_seq2seq_decoder_continues_the_encoders_window():
         build_model(m, spec, nnx.Rngs(2))
 
 
+@pytest.mark.slow
 def test_num_params_matched_width():
     spec = ModelSpec(family="lm", vocab_size=65)
     m = model_config(num_layers=4, num_heads=4)

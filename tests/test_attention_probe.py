@@ -25,6 +25,7 @@ def lm(cell: str, **kw) -> LanguageModel:
 
 
 @pytest.mark.parametrize("cell", ["lstm", "lru"])  # a bare stack on one-hot ids; blocks
+@pytest.mark.slow
 def test_log_space_residual_equals_autodiff(cell):
     with jax.enable_x64(True):
         model, task, batch = lm(cell), NextTokenTask(), lm_batch(6)

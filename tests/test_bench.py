@@ -50,6 +50,7 @@ def test_round_robin_times_every_call_and_rotates_the_order() -> None:
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.slow
 def test_seqlab_and_torch_compute_the_same_loss_from_the_same_weights(cell: str) -> None:
     torch = pytest.importorskip("torch")
     from seqlab.models.interop import from_torch
@@ -73,6 +74,7 @@ def test_seqlab_and_torch_compute_the_same_loss_from_the_same_weights(cell: str)
     assert want == pytest.approx(np.log(TINY.vocab), rel=0.2)  # a sane untrained loss
 
 
+@pytest.mark.slow
 def test_every_peer_learns() -> None:
     """A few training steps on one fixed batch lower each peer's loss."""
     tokens = workload.make_tokens(TINY, seed=3)
@@ -93,6 +95,7 @@ def test_every_peer_learns() -> None:
         assert losses[-1] < losses[0] - 0.05, (p.label, losses)
 
 
+@pytest.mark.slow
 def test_scan_and_fast_train_identically() -> None:
     """Same init, same batch: the two recurrence implementations follow the same losses."""
     tokens = workload.make_tokens(TINY, seed=4)
@@ -119,6 +122,7 @@ def test_memory_mode_skips_what_does_not_fit() -> None:
     assert table.count("skipped") == 0 and table.count("XLA plans") == 2
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_writes_the_documented_json(tmp_path, capsys) -> None:
     path = tmp_path / "bench.json"
     argv = [
@@ -205,6 +209,7 @@ def test_memory_child_runs_in_a_fresh_process() -> None:
     assert tables.memory_table(rows).count("| gru | fast | 6 |") == 2
 
 
+@pytest.mark.slow
 def test_compile_mode_reports_each_length_against_the_shortest() -> None:
     from seqlab_bench.compile_time import bench_compile
 

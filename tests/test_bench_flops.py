@@ -23,6 +23,7 @@ def test_step_flops_by_hand() -> None:
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.slow
 def test_step_flops_match_xla_on_one_step(cell: str) -> None:
     """At T = 1 XLA's cost analysis counts the whole step (a scan body is counted once):
     the shape count agrees with it within 5%, forward and training step alike."""

@@ -35,6 +35,7 @@ def test_attention_implementation_reaches_dot_product_attention_and_is_undone() 
     assert jax.numpy.allclose(y, original(q, q, q, is_causal=True))
 
 
+@pytest.mark.slow
 def test_scaling_mode_times_every_mixer_at_every_length() -> None:
     rows = scaling.bench_scaling(
         ["attention", "lstm", "lru"], [4, 8], batch=2, hidden=8, vocab=5, repeats=1, warmup=0

@@ -91,6 +91,7 @@ def ref_step_scalar(kind: str, weights: dict[str, np.ndarray]):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_step_matches_reference(kind: str) -> None:
     cell = randomize(cell64(kind), seed=1)
     rng = np.random.default_rng(2)
@@ -139,6 +140,7 @@ def test_gru_conventions_differ() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_step_gradients_check_grads(kind: str) -> None:
     cell = randomize(cell64(kind), seed=7)
     rng = np.random.default_rng(8)
@@ -154,6 +156,7 @@ def test_step_gradients_check_grads(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_step_gradients_match_reference_finite_differences(kind: str) -> None:
     cell = randomize(cell64(kind), seed=9)
     rng = np.random.default_rng(10)
@@ -257,6 +260,7 @@ def test_default_input_kernel_is_lecun_normal() -> None:
 
 
 @pytest.mark.parametrize("name", ["lstm", "mingru", "lru"])
+@pytest.mark.slow
 def test_rescale_input_fan_in_scales_the_same_draws(name: str) -> None:
     """fan_in=1 (a one-hot input's one active feature): the same draws times sqrt(in), so
     rows of unit variance; fixed-scale presets are left alone."""
@@ -276,6 +280,7 @@ def test_rescale_input_fan_in_scales_the_same_draws(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+@pytest.mark.slow
 def test_torch_preset_is_pytorchs_default_init(name: str) -> None:
     """PyTorch: every weight U(+-1/sqrt(H)); the folded bias is b_ih + b_hh, two such draws."""
     hidden = 256
@@ -302,6 +307,7 @@ def test_lstm_forget_bias_respected(init: str, forget_bias: float) -> None:
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
+@pytest.mark.slow
 def test_chrono_gate_biases(kind: str) -> None:
     """Tallec and Ollivier 2018: the keep-gate bias ~ log(U[1, T_max - 1]) (LSTM: forget,
     with the input gate at minus it; GRU: the update gate z of h' = (1 - z) n + z h)."""
@@ -384,6 +390,7 @@ def test_registry_names() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.slow
 def test_every_registered_cell_runs_in_a_stack(name: str) -> None:
     stack = RNNStack(name, F, H, num_layers=1, cell_kwargs=F64, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (B, 5, F), jnp.float64)
@@ -515,6 +522,7 @@ def test_simple_rnn_matches_flax() -> None:
 
 
 @pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+@pytest.mark.slow
 def test_integer_ids_project_as_one_hot_rows(dtype: Any) -> None:
     """project(ids) == project(one_hot(ids)), values and w_x/b gradients; ids outside the
     vocabulary give the zero row a one-hot of them gives."""

@@ -84,6 +84,7 @@ def ref_step_for(kind: str, negative: bool, p: dict):
 
 
 @pytest.mark.parametrize("kind,negative", KINDS)
+@pytest.mark.slow
 def test_matches_the_delta_rule(kind: str, negative: bool) -> None:
     """Lengths, a nonzero initial state, forward (gated) or reverse (not)."""
     cell = make(kind, negative, seed=1)

@@ -66,6 +66,7 @@ def ref_step_for(negative: bool, p: dict):
 
 
 @pytest.mark.parametrize("negative", [False, True])
+@pytest.mark.slow
 def test_matches_s6_on_every_engine(negative: bool) -> None:
     cell = make(negative, seed=1)
     xs = np.random.default_rng(2).standard_normal((B, T, H))
@@ -73,6 +74,7 @@ def test_matches_s6_on_every_engine(negative: bool) -> None:
     check_engines(cell, step, xs, random_carry(cell, 3), ENGINES, reverse=negative)
 
 
+@pytest.mark.slow
 def test_gradients_agree_across_engines_and_with_finite_differences() -> None:
     cell = make(True, seed=4)
     xs = np.random.default_rng(5).standard_normal((B, T, H))

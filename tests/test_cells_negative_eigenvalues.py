@@ -42,6 +42,7 @@ def ref_step_for(kind: str, p: dict):
 
 
 @pytest.mark.parametrize("kind", ["mingru", "rglru"])
+@pytest.mark.slow
 def test_negative_transitions_match_the_reference(kind: str) -> None:
     with jax.enable_x64(True):
         cell = make_cell(

@@ -87,6 +87,7 @@ def reference(kind: str, cell):
 
 
 @pytest.mark.parametrize("kind", ["slstm", "mlstm"])
+@pytest.mark.slow
 def test_stabilized_equals_the_papers_equations(kind: str) -> None:
     """Forward from a nonzero carry; reverse from zero (mLSTM's max(., 1) then binds). The
     stabilizer m differs from the reference's (0), so the outputs are compared."""
@@ -100,6 +101,7 @@ def test_stabilized_equals_the_papers_equations(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["slstm", "mlstm"])
+@pytest.mark.slow
 def test_gradients_match_finite_differences(kind: str) -> None:
     cell = make(kind, seed=4)
     xs = np.random.default_rng(5).standard_normal((B, T, F))
@@ -132,6 +134,7 @@ def test_stabilizer_keeps_huge_input_gates_finite() -> None:
         assert np.all(np.isfinite(np.asarray(y)))
 
 
+@pytest.mark.slow
 def test_probe_and_num_params() -> None:
     xs = np.random.default_rng(7).standard_normal((B, T, F))
     for kind in ("slstm", "mlstm"):

@@ -48,6 +48,7 @@ def save_all(directory, values: dict[int, float], metric: str, mode: str, keep: 
         ("eval/loss", "min", [float("nan"), 0.3, float("inf"), 0.5, 0.6, 0.7], [2, 4, 5, 6]),
     ],
 )
+@pytest.mark.slow
 def test_best_step_survives_later_saves(tmp_path, metric, mode, values, kept):
     steps = dict(enumerate(values, start=1))
     got, best = save_all(str(tmp_path / "ck"), steps, metric, mode, keep=3)

@@ -48,6 +48,7 @@ def trained(tmp_path_factory):
     return wd
 
 
+@pytest.mark.slow
 def test_train_writes_the_workdir(trained):
     assert {"config.json", "metrics.jsonl", "checkpoints"} <= set(os.listdir(trained))
     rows = read_metrics(os.path.join(trained, "metrics.jsonl"))
@@ -144,6 +145,7 @@ def split_samples(out: str) -> list[tuple[re.Match, str]]:
     return [(m, "\n".join(lines)) for m, lines in samples]
 
 
+@pytest.mark.slow
 def test_samples_are_separated_and_are_what_generate_draws(lm, capsys):
     import jax
 
@@ -204,6 +206,7 @@ def test_sample_flags_are_checked_before_any_restore(lm, trained, no_restore, ca
     assert out == ""
 
 
+@pytest.mark.slow
 def test_long_sample_streams_in_chunks_with_progress(lm, capsys, monkeypatch):
     from seqlab.tools import cli
 
@@ -240,6 +243,7 @@ class RecallByAccuracy(RecallTask):
     ("task", "metric", "best_step"),
     [("adding", "eval/mse", 2), ("recall_by_accuracy", "eval/accuracy", 1)],
 )
+@pytest.mark.slow
 def test_eval_best_restores_the_best_step(tmp_path, capsys, monkeypatch, task, metric, best_step):
     """Steps 1..3 saved with metric values 0.3, 0.1, 0.2: the lowest is step 2, the highest
     step 1; eval/loss ranks them the other way round, so a loss-based pick fails too."""

@@ -57,6 +57,7 @@ def test_there_are_configs():
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+@pytest.mark.slow
 def test_config_and_sweep_build(path):
     module = load(path)
     assert module.__doc__ and re.search(r"seqlab (train|probe)", module.__doc__), "no command"

@@ -136,6 +136,7 @@ def with_engine(s: Any, engine: str) -> Any:
 
 
 @pytest.mark.parametrize(("bidir", "lengths"), [(False, None), (True, LENGTHS)])
+@pytest.mark.slow
 def test_matches_the_scan_engine(bidir: bool, lengths: Any) -> None:
     """Two layers, float32: the stack in ONE call on the packed vector (``run_lstm``), and
     RNNStack on the cudnn engine (one call per layer: what a GPU run does), against
@@ -213,6 +214,7 @@ def test_what_cudnn_cannot_run_falls_back_to_fast(
     assert len(lines) == 1 and needle in lines[0] and lines[0].endswith("running backend=fast")
 
 
+@pytest.mark.slow
 def test_calls_cudnn_cannot_run_fall_back_per_call(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from seqlab.run.writers import read_metrics
 from tests.compile_flags import xla_flags
@@ -40,6 +41,7 @@ def train(workdir, devices, *extra):
     )
 
 
+@pytest.mark.slow
 def test_four_devices_match_one(tmp_path):
     one, four = train(tmp_path / "one", 1), train(tmp_path / "four", 4)
     assert one.returncode == 0, one.stderr
@@ -51,6 +53,7 @@ def test_four_devices_match_one(tmp_path):
         np.testing.assert_allclose(a, b, rtol=2e-4, err_msg=key)
 
 
+@pytest.mark.slow
 def test_indivisible_batch_is_one_line(tmp_path):
     r = train(tmp_path / "bad", 4, "--config.data.batch_size=6")
     assert r.returncode == 2

@@ -38,6 +38,7 @@ def test_library_guide_runs():
         pytest.skip(f"{skipped} block(s) need PyTorch, which is not installed")
 
 
+@pytest.mark.slow
 def test_readme_library_snippet_runs():
     readme = DOC.parents[1] / "README.md"
     blocks = python_blocks(readme.read_text())

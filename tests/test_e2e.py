@@ -49,6 +49,7 @@ def train_then_eval(tmp_path, capsys, config, baseline=True, extra=()):
         "seq2seq.py:runlocal,task=reverse",
     ],
 )
+@pytest.mark.slow
 def test_family(tmp_path, capsys, config):
     wd, result = train_then_eval(tmp_path, capsys, config, baseline="seq2seq" not in config)
     if "seq2seq" in config:
@@ -58,6 +59,7 @@ def test_family(tmp_path, capsys, config):
 
 
 @pytest.mark.parametrize("config", ["charlm.py:runlocal", "quickstart.py:runlocal"])
+@pytest.mark.slow
 def test_language_model_family(tmp_path, capsys, config):
     if config.startswith("charlm") and not os.path.isdir(SHARED_DATA):
         pytest.skip("tiny shakespeare is not available offline here")

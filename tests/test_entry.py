@@ -48,6 +48,7 @@ def test_a_signal_during_the_imports_is_one_line(tmp_path, signum, status, what)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_signals_are_handed_back_before_the_command(tmp_path) -> None:
     """After the imports the command's own handling (seqlab.tools.stop) is in place: the
     entry leaves Python's defaults as it found them."""

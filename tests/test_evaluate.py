@@ -58,6 +58,7 @@ def test_the_mean_is_over_every_eval_batch():
     assert out["baseline/mse"] == pytest.approx(1 / 6)
 
 
+@pytest.mark.slow
 def test_seeds_are_scored_each_on_the_same_batches_with_mean_and_std():
     config = adding(num_seeds=3, seed=4)
     replicas = Replicas(config)
@@ -80,6 +81,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+@pytest.mark.slow
 def test_stateful_eval_equals_each_val_stream_read_whole(tmp_path):
     """tbptt eval carries the state from chunk to chunk: its loss is the cross-entropy of
     each val stream's first chunks read in one pass from the initial state, stream r being

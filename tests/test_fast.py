@@ -88,6 +88,7 @@ PAIRS = [(k, c) for k in KINDS for c in CORE] + [("lstm", c) for c in CASES if c
 
 
 @pytest.mark.parametrize(("kind", "case"), PAIRS)
+@pytest.mark.slow
 def test_matches_run_cell(kind: str, case: str) -> None:
     reverse, lengths, perturb, remat = CASES[case]
     cell = cell64(kind, seed=KINDS.index(kind))
@@ -157,6 +158,7 @@ class PeepholeLSTM(LSTMCell):
 
 
 @pytest.mark.parametrize("variant", ["overridden_step", "bfloat16_params", "mixed_dtypes"])
+@pytest.mark.slow
 def test_falls_back_to_run_cell(variant: str) -> None:
     if variant == "overridden_step":
         cell = PeepholeLSTM(F, H, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
@@ -174,6 +176,7 @@ def test_falls_back_to_run_cell(variant: str) -> None:
     assert_close(got, ref, rtol=0, atol=0)  # the very same computation
 
 
+@pytest.mark.slow
 def test_vmap_over_params() -> None:
     """Replicas (num_seeds > 1) vmap the training step over stacked parameters."""
     cell = cell64("gru", seed=8)
@@ -191,6 +194,7 @@ def test_vmap_over_params() -> None:
     assert_close(grads(run_cell_fast), grads(run_cell))
 
 
+@pytest.mark.slow
 def test_rnn_stack_backends_agree() -> None:
     """``backend`` on a bidirectional two-layer stack changes the engine, not the numbers."""
 

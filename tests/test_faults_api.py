@@ -156,6 +156,7 @@ CONSTRUCTORS = [
 
 
 @pytest.mark.parametrize("case,make,words", CONSTRUCTORS, ids=[c[0] for c in CONSTRUCTORS])
+@pytest.mark.slow
 def test_constructors_refuse_with_a_seqlab_error(case, make, words) -> None:
     from seqlab.errors import ConfigError
 

@@ -84,6 +84,7 @@ def test_refused_in_one_line(dirs, capsys, name, argv, needles):
     fu.count("malformed_rejected")
 
 
+@pytest.mark.slow
 def test_too_little_text_is_said_on_the_page_and_stderr(tmp_path, tmp_path_factory, capsys):
     from test_inspect import lm_workdir
 

@@ -298,6 +298,7 @@ def expand(argv, trained, new):
 
 
 @pytest.mark.parametrize("name, argv, needles", list(_params()))
+@pytest.mark.slow
 def test_malformed_input_is_one_line(name, argv, needles, trained, tmp_path, capsys, monkeypatch):
     fu.count("malformed_tried")
     argv = expand(argv, trained, str(tmp_path / "new"))
@@ -436,6 +437,7 @@ def processes(trained, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name, argv, needles, env", PROCESS_CASES)
+@pytest.mark.slow
 def test_malformed_input_real_process(name, argv, needles, env, processes, trained):
     fu.count("malformed_tried")
     results, snaps = processes
@@ -450,6 +452,7 @@ def test_malformed_input_real_process(name, argv, needles, env, processes, train
 
 
 # -- follow-ups the one-line errors promise --------------------------------------------------
+@pytest.mark.slow
 def test_resume_does_not_duplicate_samples(trained, tmp_path, capsys):
     """A run killed after logging step 4's samples but before checkpoint 4 completed (here:
     checkpoint 4 deleted, as in tests/test_train.py) logs step 4 again on resume."""
@@ -585,6 +588,7 @@ def poison(monkeypatch):
     return steps
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_counts_and_no_checkpoint_holds_nonfinite(tmp_path, poison):
     poison.update({3: "grad", 4: "loss", 11: "grad"})
     config = nan_config(**{"train.on_nonfinite": "skip"})

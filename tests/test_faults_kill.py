@@ -332,6 +332,7 @@ def test_signals_checkpoint_flush_and_resume_exactly(tmp_path, jax_cache):
     print(fu.summary_line())
 
 
+@pytest.mark.slow
 def test_kill_after_final_checkpoint_keeps_results(tmp_path, jax_cache):
     env = fu.seqlab_env(jax_cache)
     wd = tmp_path / "run"
@@ -390,6 +391,7 @@ def test_wandb_unreachable_falls_back_offline(tmp_path, jax_cache):
     assert runs and max(fu.wandb_history_steps(runs[0])) == 20
 
 
+@pytest.mark.slow
 def test_half_deleted_checkpoint_does_not_break_best(tmp_path, capsys):
     """kill -9 during the deletion of an old checkpoint (seen in the kill loop as
     half_deleted; about 1 in 5 kills with train.keep_checkpoints=1), reproduced

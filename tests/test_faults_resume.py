@@ -37,6 +37,7 @@ def history(workdir) -> list[dict]:
 
 
 # -- the rule, on configs alone ----------------------------------------------------------------
+@pytest.mark.slow
 def test_unchanged_recipe_and_schedules_that_ignore_the_length_say_nothing() -> None:
     assert recipe(d(cfg()), d(cfg()), 10, 20) == []
     const = cfg(schedule="constant")
@@ -83,6 +84,7 @@ def test_a_longer_run_stretching_its_schedule_is_announced() -> None:
 
 
 @pytest.mark.parametrize("left", [(20, 40), (20, 21), (5, 40)])
+@pytest.mark.slow
 def test_extending_a_run_whose_schedule_has_ended_is_announced(left) -> None:
     step, num_steps = left
     ended = cfg(schedule_steps=5)  # cosine to 0 by step 5

@@ -237,6 +237,7 @@ def _sweep_process(tmp_path, config, name, env):
     return proc, out, o, e
 
 
+@pytest.mark.slow
 def test_signal_to_a_sweep_stops_its_points_at_a_checkpoint(tmp_path, fake):
     """SIGTERM to the sweep, and Ctrl-C to its process group: each running point gets one
     SIGTERM (a train then checkpoints and exits 75), is recorded `stopped`, and the sweep

@@ -276,6 +276,7 @@ def expand(argv, subst):
 
 
 @pytest.mark.parametrize("name, argv, needles", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.slow
 def test_bad_value_is_one_line(name, argv, needles, trained, cfg, tmp_path, capsys, monkeypatch):
     fu.count("malformed_tried")
     fifo = tmp_path / "fifo"
@@ -328,6 +329,7 @@ def test_allocation_failure_while_training_is_one_line(tmp_path, capsys, monkeyp
 
 
 # -- a sweep point refused at run time: fix it, do not just re-run ---------------------------
+@pytest.mark.slow
 def test_point_failing_on_its_input_says_fix_not_retry(cfg, tmp_path, monkeypatch, capsys):
     """A point whose run stops with exit status 2 (an error in its input or workdir that no
     check before the sweep could see) is not one that re-running alone will help."""

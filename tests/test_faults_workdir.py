@@ -136,6 +136,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.slow
 def test_eval_skips_an_unreadable_checkpoint_and_moves_nothing(damage, wd, capsys, caplog):
     hurt, bad, good = DAMAGE[damage]
     hurt(os.path.join(wd, "checkpoints"))
@@ -151,6 +152,7 @@ def test_eval_skips_an_unreadable_checkpoint_and_moves_nothing(damage, wd, capsy
 
 
 @pytest.mark.parametrize("damage", ["truncated", "state-data-truncated", "empty-step-99"])
+@pytest.mark.slow
 def test_train_sets_an_unreadable_checkpoint_aside_and_resumes(damage, wd, done, capsys, caplog):
     hurt, bad, good = DAMAGE[damage]
     ck = os.path.join(wd, "checkpoints")
@@ -235,6 +237,7 @@ def test_sample_skips_an_unreadable_checkpoint(tmp_path, capsys, caplog):
     assert len(said) == 1 and "step 4 " in said[0] and "using step 2" in said[0], said
 
 
+@pytest.mark.slow
 def test_real_process_damaged_checkpoint_is_one_warning_line(wd, tmp_path):
     """No traceback, no "Event loop is closed" storm from tensorstore: one line on stderr."""
     truncate(glob.glob(f"{wd}/checkpoints/4/state/**/d/*", recursive=True))
@@ -322,6 +325,7 @@ def test_second_process_on_a_workdir_stops_at_once(wd, capsys):
     assert not os.path.exists(os.path.join(wd, LOCK))
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_run_is_taken_over(wd, capsys, caplog):
     holder = subprocess.Popen(
         [
@@ -380,6 +384,7 @@ def test_train_state_of_another_optimizer_is_one_line(wd, capsys):
     )
 
 
+@pytest.mark.slow
 def test_num_seeds_run_resumes(tmp_path, capsys):
     """Sibling: resuming a num_seeds > 1 run crashed (int() of the per-seed step array)."""
     wd, seeds = str(tmp_path / "run"), "--config.num_seeds=2"
@@ -419,6 +424,7 @@ def full_disk(capsys, wd, failed, last=4):
 
 
 @pytest.mark.parametrize("where", ["save", "background", "metrics"])
+@pytest.mark.slow
 def test_disk_full_is_one_line_and_the_run_resumes(where, wd, capsys, monkeypatch):
     ck = os.path.join(wd, "checkpoints")
     if where == "save":  # the save itself raises

@@ -138,6 +138,7 @@ def test_text_properties_by_hand():
 
 
 # -- the traced internals are the model's own ---------------------------------------------
+@pytest.mark.slow
 def test_traced_states_are_the_stacks_own():
     """A 2-layer bidirectional LSTM with padded examples: every layer and direction's h is
     the stack's own, and h = o * tanh(c) (the output gate and the cell state read right)."""
@@ -182,6 +183,7 @@ def test_traced_states_are_the_stacks_own():
 
 
 # -- the page's numbers are the loaded model's --------------------------------------------
+@pytest.mark.slow
 def test_page_numbers_equal_a_direct_forward_pass(lm, tmp_path, capsys):
     from seqlab import load_run
 

@@ -99,6 +99,7 @@ CASES = [(k, *c) for k, c in itertools.product(KINDS, PAIRWISE)]
     CASES,
     ids=[f"{k}-L{n}-{'bi' if d else 'uni'}-{'bias' if b else 'nobias'}" for k, n, d, b in CASES],
 )
+@pytest.mark.slow
 def test_full_length_parity(kind, num_layers, bidirectional, bias):
     tm, stack = make_pair(kind, num_layers, bidirectional, bias)
     x = inputs()
@@ -114,6 +115,7 @@ def test_full_length_parity(kind, num_layers, bidirectional, bias):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.slow
 def test_variable_length_parity_with_packed_sequences(kind):
     """2-layer bidirectional (the forward direction is the unidirectional code path; the
     reverse one must read each example's valid prefix backwards, as packing does)."""
@@ -142,6 +144,7 @@ def test_variable_length_parity_with_packed_sequences(kind):
         np.testing.assert_allclose(ours, theirs, **TOL)
 
 
+@pytest.mark.slow
 def test_lstm_parameter_gradients_match_torch():
     """d(sum outputs + sum final h)/d(weights): torch's per-tensor grads equal seqlab's,
     mapped back (kernels transposed; both torch biases receive the folded bias's gradient)."""

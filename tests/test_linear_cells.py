@@ -100,6 +100,7 @@ ENGINES = [("scan", 0), ("parallel", 0), ("parallel", 4)]  # sequential, associa
 
 @pytest.mark.parametrize("kind", LINEAR)
 @pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.slow
 def test_matches_the_papers_equations_on_every_engine(kind: str, reverse: bool) -> None:
     cell = make(kind, seed=LINEAR.index(kind))
     xs = np.random.default_rng(1).standard_normal((B, T, F))
@@ -114,6 +115,7 @@ def test_matches_the_papers_equations_on_every_engine(kind: str, reverse: bool) 
 
 
 @pytest.mark.parametrize("kind", LINEAR)
+@pytest.mark.slow
 def test_gradients_agree_across_engines_and_with_finite_differences(kind: str) -> None:
     cell = make(kind, seed=5)
     xs = jnp.asarray(np.random.default_rng(6).standard_normal((B, T, F)))
@@ -147,6 +149,7 @@ def test_gradients_agree_across_engines_and_with_finite_differences(kind: str) -
 
 
 @pytest.mark.parametrize("kind", ("mingru", "minlstm"))
+@pytest.mark.slow
 def test_log_space_equals_linear_space(kind: str) -> None:
     """The positive cells combine in log space; a (zero) probe perturbation switches the
     engine to linear space: the numbers agree."""
@@ -160,6 +163,7 @@ def test_log_space_equals_linear_space(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", LINEAR)
+@pytest.mark.slow
 def test_padding_is_inert(kind: str) -> None:
     cell = make(kind, seed=12)
     layer = Recurrent(cell, backend="parallel", chunk_size=4)

@@ -57,6 +57,7 @@ def save_steps(workdir, config, metrics_by_step, edit_meta=None) -> None:
         ("recall_by_accuracy", "eval/accuracy", {1: 0.3, 2: 0.1, 3: 0.2}, 1),  # higher
     ],
 )
+@pytest.mark.slow
 def test_best_is_the_tasks_metric_and_direction(tmp_path, task, metric, values, best_step):
     config = tiny(task)
     # eval/loss disagrees with the task's metric, so a loss-based pick would be wrong

@@ -61,6 +61,7 @@ def assert_agrees(model, task, batch, T, rtol=1e-5):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.slow
 def test_equals_autodiff_in_float64(cell):
     """1 and 2 layers, with lengths (padded steps: g = 0 exactly) and without, a direct
     gradient at every step (LM) and at the last step only (many-to-one)."""
@@ -88,6 +89,7 @@ class FinalCarryTask:
 
 
 @pytest.mark.parametrize(("merge", "readout"), [("concat", "last"), ("sum", "mean")])
+@pytest.mark.slow
 def test_equals_autodiff_bidirectional(merge, readout):
     """Two bidirectional layers: the lower layer's g takes both directions of the upper one
     (g is the forward direction's); a loss on the outputs, and one on the final carries."""
@@ -115,6 +117,7 @@ LINEAR = [c for c in ("lru", "mingru", "minlstm", "rglru") if c in CELLS]
 
 
 @pytest.mark.skipif(not LINEAR, reason="no linear cells registered")
+@pytest.mark.slow
 def test_equals_autodiff_linear_cells_and_residual_blocks():
     """Every linear cell (the LRU's state is complex: g is the norm of dL/dRe h and dL/dIm h
     together), bare and in the pre-norm residual block, and the block around a nonlinear
@@ -203,6 +206,7 @@ def test_scaled_arithmetic_at_the_ends_of_the_range():
     assert float(f[0]) == pytest.approx(0.6, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_leaves_the_model_alone_and_says_what_it_cannot_probe():
     model = rotation_rnn(0.9)
     x = {"inputs": jnp.ones((2, 5, 2))}
@@ -219,6 +223,7 @@ def test_leaves_the_model_alone_and_says_what_it_cannot_probe():
         log10_grad_norms(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), LastStepTask(), x)
 
 
+@pytest.mark.slow
 def test_keep_gate_initializations_set_the_memory_horizon() -> None:
     """At initialization a default GRU's gradient decays faster with distance than a vanilla
     RNN's (its update gate at ~0.5 halves the carried state each step); a carry bias or

@@ -48,6 +48,7 @@ def measured(c) -> int:
     ],
     ids=["lstm", "gru-scan-remat", "params", "copy-memory"],
 )
+@pytest.mark.slow
 def test_estimate_is_within_a_factor_of_the_compiled_step(c):
     task = make_task(c)
     need = memory.train_need(c, task.spec, task.tokens_per_batch())

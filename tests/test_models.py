@@ -121,6 +121,7 @@ def test_lm_step_iterated_equals_call():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.slow
 def test_backends_agree(cell):
     """backend="fast" (custom VJP) and "scan" give the same logits and parameter gradients,
     and the one-hot LM (token ids looked up as rows of w_x) equals an explicit one-hot."""
@@ -170,6 +171,7 @@ def test_onehot_fan_in_scales_only_the_first_layers_input_kernel(block):
     assert want in changed[0], changed[0]
 
 
+@pytest.mark.slow
 def test_lm_input_kinds():
     x = tokens(2, (2, 5))
     onehot, embed = lm("onehot"), lm("embed")
@@ -242,6 +244,7 @@ def with_garbage_padding(x: jax.Array, lengths: jax.Array, extra: int = 3) -> ja
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.slow
 def test_classifier_last_readout_respects_lengths(bidirectional):
     """Each example's output equals running the model on its truncated sequence alone."""
     model = classifier("last", bidirectional)
@@ -257,6 +260,7 @@ def test_classifier_last_readout_respects_lengths(bidirectional):
 
 
 @pytest.mark.parametrize("readout,bidirectional", [("last", True), ("mean", True), ("max", False)])
+@pytest.mark.slow
 def test_classifier_ignores_padded_steps(readout, bidirectional):
     """Garbage in padded steps, and more padded steps appended, change nothing; mean/max pool
     exactly the valid top-layer outputs."""
@@ -371,6 +375,7 @@ def _attention_decoder_by_hand(model: Seq2Seq, emb, keys, carry):
 
 
 @pytest.mark.parametrize("attention,bidirectional", S2S, ids=S2S_IDS)
+@pytest.mark.slow
 def test_seq2seq_teacher_forcing_and_encoder_carry(attention, bidirectional):
     model = s2s(attention, bidirectional)
     logits, aux = jcall(model, SRC, TGT_IN, src_lengths=SRC_LENGTHS)
@@ -410,6 +415,7 @@ def test_seq2seq_target_lengths(attention):
 
 
 @pytest.mark.parametrize("attention", [False, True], ids=["bienc", "attn-bienc"])
+@pytest.mark.slow
 def test_seq2seq_source_padding_invariance(attention):
     model = s2s(attention, bidirectional=True)  # the reverse encoder must skip the padding
     logits, _ = jcall(model, SRC, TGT_IN, src_lengths=SRC_LENGTHS)
@@ -496,6 +502,7 @@ def test_seq2seq_adam_step_changes_every_parameter():
     )
 
 
+@pytest.mark.slow
 def test_num_params_and_hidden_size_for():
     from seqlab.config import base_config
     from seqlab.models.build import build_model, hidden_size_for, num_params

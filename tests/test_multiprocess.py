@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from seqlab.run.writers import read_metrics
 from tests.compile_flags import xla_flags
@@ -28,6 +29,7 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "JAX_PLATFORMS": "cpu", "PYTHON
 ENV["XLA_FLAGS"] = xla_flags()
 
 
+@pytest.mark.slow
 def test_two_processes_reproduce_one(tmp_path):
     multi = subprocess.run(
         [

@@ -89,6 +89,7 @@ def params_at(config, workdir: str, step: int):
     return jax.tree.leaves(jax.device_get(state["params"]))
 
 
+@pytest.mark.slow
 def test_extending_a_run_with_schedule_steps_changes_nothing_it_did(tmp_path):
     """6 steps with schedule_steps=6, then extended to 12 == 12 straight steps with the same
     schedule: every lr the first 6 steps used is unchanged, so the resumed run ends where an
@@ -129,6 +130,7 @@ def numpy_adam(grads, lrs, b1, b2, eps, clip, mode):
 
 
 @pytest.mark.parametrize("clip", ["global_norm", "elementwise", "none"])
+@pytest.mark.slow
 def test_clip_then_adam_matches_numpy(clip):
     o = cosine_optim(name="adam", clip=clip, clip_value=0.5, warmup_steps=1)
     tx = make_optimizer(o, num_steps=5)

@@ -76,6 +76,7 @@ def test_missing_extra_is_one_line_with_the_pip_command(monkeypatch):
     assert "\n" not in str(e.value) and "pip install -e '.[aot]'" in str(e.value)
 
 
+@pytest.mark.slow
 def test_counting_without_compiling_gives_the_compiled_plans_counts():
     """experiments/accelerator_plan.py sums a sweep's points with ``compile=False``: the same
     FLOPs and sequential iterations as the compiled plan, bytes within a few percent (the

@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from seqlab.run.checkpoint import Checkpointer
 from seqlab.run.loop import PREEMPTED_EXIT_CODE
@@ -49,6 +50,7 @@ def params_at_end(workdir):
     return step, jax.tree.leaves(raw["state"]["params"])
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_matches(tmp_path):
     wd = tmp_path / "preempted"
     proc = train(wd)

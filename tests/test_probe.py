@@ -93,6 +93,7 @@ def test_summarize_beyond_the_float_range():
     json.dumps(s, allow_nan=False)  # valid JSON: no inf or nan
 
 
+@pytest.mark.slow
 def test_probe_matches_a_split_backward_pass():
     """For an LSTM, g_t equals the norm of dL/dh_t computed by re-running from h_t."""
     H, T, B, t = 6, 12, 2, 4
@@ -260,6 +261,7 @@ def fake_wandb(run):
     return mod
 
 
+@pytest.mark.slow
 def test_training_logs_the_probe_to_wandb_as_a_picture(tmp_path, monkeypatch):
     """At every probe step the W&B writer gets, per layer, the g_t-vs-distance curves of every
     step probed so far as a line plot, and the run's probe figures as PNG images."""

@@ -107,6 +107,7 @@ def params_loss(module: nnx.Module, loss: Any) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_layer_matches_reference(kind: str) -> None:
     cell = cell64(kind, seed=1)
     p = ref.params_of(cell)
@@ -139,6 +140,7 @@ def test_float32_default_matches_reference() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_layer_param_gradients_match_reference_finite_differences(kind: str) -> None:
     cell = cell64(kind, seed=4)
     if kind == "irnn":  # keep the relu pre-activations away from the kink

@@ -46,6 +46,7 @@ def manual(model: LanguageModel, prime: jax.Array, key: jax.Array, **kw) -> np.n
     return np.asarray(jnp.stack(out, 1))
 
 
+@pytest.mark.slow
 def test_greedy_is_deterministic_and_matches_argmax_stepping(model):
     greedy = gen(model, greedy=True)
     np.testing.assert_array_equal(gen(model, seed=7, greedy=True), greedy)  # seed is irrelevant
@@ -73,6 +74,7 @@ def test_seeding(model):
 
 
 @pytest.mark.parametrize("temperature,top_k", [(0.8, 0), (1.5, 3)])
+@pytest.mark.slow
 def test_continues_the_prime_like_manual_stepping(model, temperature, top_k):
     key = jax.random.key(3)
     prime = jnp.stack([PRIME, (PRIME * 2) % V, (PRIME + 5) % V, PRIME[::-1]])  # (N, P) prime
@@ -119,6 +121,7 @@ def test_top_k_breaks_ties_and_2d_prime_rejects_num_samples():
 # -- long generations, a chunk at a time --------------------------------------------------------
 @pytest.mark.parametrize("chunk_size", [1, 5, 12, 100])
 @pytest.mark.parametrize("how", [{"temperature": 0.8}, {"temperature": 1.5, "top_k": 3}])
+@pytest.mark.slow
 def test_chunks_are_exactly_one_call(model, chunk_size, how):
     key = jax.random.key(11)
     whole = np.asarray(generate(model, PRIME, LENGTH, key=key, num_samples=N, **how))

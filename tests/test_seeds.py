@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from seqlab.config import base_config
 from seqlab.run.loop import train_and_evaluate
@@ -34,6 +35,7 @@ def losses(workdir, key):
     return [r[key] for r in read_metrics(f"{workdir}/metrics.jsonl") if key in r]
 
 
+@pytest.mark.slow
 def test_replicas_match_separate_runs(tmp_path, capsys):
     train_and_evaluate(config(num_seeds=3, seed=5), str(tmp_path / "k3"))
     rows = losses(tmp_path / "k3", "train/loss/seed_2")
@@ -48,6 +50,7 @@ def test_replicas_match_separate_runs(tmp_path, capsys):
     assert '"eval/mse/seed_2"' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_each_replica_drops_out_with_its_own_seeds_keys():
     """Replica i's dropout key is key(seed + i): the keys, and the loss each one gives a
     model where dropout runs (another key, another loss)."""

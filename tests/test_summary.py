@@ -36,6 +36,7 @@ def field(out: str, name: str) -> str:
     return line.strip()[len(name) :].strip()
 
 
+@pytest.mark.slow
 def test_train_ends_with_a_summary(tmp_path, capsys):
     wd = str(tmp_path / "run")
     out = train(capsys, wd, 4)

@@ -254,6 +254,7 @@ def test_configs_and_sweep_build():
     assert quick.get_config("gru,runlocal").model.cell == "gru"
 
 
+@pytest.mark.slow
 def test_sweep_matches_parameter_counts(corpus_file):
     """``params=N``: every cell x depth gets the hidden size whose count is nearest N."""
     from seqlab.models.build import num_params

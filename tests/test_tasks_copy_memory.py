@@ -105,6 +105,7 @@ def test_no_memory_model_hits_baseline(T):
     )
 
 
+@pytest.mark.slow
 def test_lstm_learns_to_copy_beyond_no_memory():
     c = make_config(T=5, batch=64, copy_len=3, num_symbols=4)
     c.model.hidden_size = 32
@@ -145,6 +146,7 @@ def test_config_variants_and_sweep():
     ]
 
 
+@pytest.mark.slow
 def test_runlocal_trains_end_to_end(tmp_path):
     from seqlab.run.loop import train_and_evaluate
 

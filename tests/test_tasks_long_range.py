@@ -134,6 +134,7 @@ def test_recall_structure_metrics_and_baselines():
     assert means["accuracy"] == pytest.approx(np.mean(labels == 0))
 
 
+@pytest.mark.slow
 def test_adding_lstm_learns_beyond_no_memory_baseline():
     c = make_config("adding", seq_len=10, batch=64, eval_batch_size=256)
     c.model.hidden_size = 32

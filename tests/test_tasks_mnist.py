@@ -79,6 +79,7 @@ def smnist_config(**task):
 
 
 # -- mnist1d -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_mnist1d_is_the_standard_split_and_deterministic():
     c = task_config("mnist1d")
     c.data.seq_len, c.data.batch_size = 40, 32

@@ -110,6 +110,7 @@ def test_batches_are_pure_and_the_eval_set_fixed(config):
             np.testing.assert_array_equal(o[k], e[k])
 
 
+@pytest.mark.slow
 def test_selective_copy_scores_the_marker_steps_only():
     T, M, V = 20, 4, 5
     c = sc_config(seq_len=T, batch=8)

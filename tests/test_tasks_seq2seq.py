@@ -138,6 +138,7 @@ def test_exact_match_and_samples_with_an_oracle_decoder():
         assert pred == tgt == str(int(x) + int(y))
 
 
+@pytest.mark.slow
 def test_reverse_lstm_learns_short_sequences():
     c = make_config("reverse", batch=64, vocab=4, min_len=1, max_len=4, eval_batch_size=128)
     c.model.hidden_size = 64
@@ -185,6 +186,7 @@ def test_config_variants_and_sweep():
     ]
 
 
+@pytest.mark.slow
 def test_runlocal_trains_end_to_end(tmp_path):
     """The whole loop: train, eval with greedy decoding, text samples, checkpoints."""
     from seqlab.run.loop import train_and_evaluate

@@ -168,6 +168,7 @@ def test_bad_length_is_one_clear_error(name, seq_len):
     assert "\n" not in msg
 
 
+@pytest.mark.slow
 def test_gru_learns_per_step_parity_with_per_step_metrics():
     T, B = 8, 32
     c = make_config("parity", seq_len=T, batch=B, per_step=True, eval_batch_size=128)

@@ -55,6 +55,7 @@ def assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     """20 straight steps == 10 steps, a restart from the step-10 checkpoint, 10 more."""
     config = small_config()
@@ -74,6 +75,7 @@ def test_resume_is_exact(tmp_path):
     assert steps == [5, 10, 15, 20]  # no duplicated or missing rows
 
 
+@pytest.mark.slow
 def test_same_config_same_curve(tmp_path):
     config = small_config(**{"train.num_steps": 10})
     train_and_evaluate(config, str(tmp_path / "a"))
@@ -104,6 +106,7 @@ def poisoned(monkeypatch):
     monkeypatch.setattr(AddingTask, "train_batch", train_batch)
 
 
+@pytest.mark.slow
 def test_nonfinite_stop_names_step_and_checkpoint(tmp_path, poisoned):
     config = small_config(**{"train.checkpoint_every": 5})
     with pytest.raises(TrainingError, match=r"step 7 .*last good checkpoint: step 5"):
@@ -112,6 +115,7 @@ def test_nonfinite_stop_names_step_and_checkpoint(tmp_path, poisoned):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_counts_and_continues(tmp_path, poisoned):
     config = small_config(**{"train.on_nonfinite": "skip"})
     metrics = train_and_evaluate(config, str(tmp_path))
@@ -135,6 +139,7 @@ def test_explosion_is_detected(tmp_path):
         train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_dropout_key_is_the_seed_folded_with_the_step():
     """The step's loss is the task's loss under ``fold_in(key(seed), step)``: a new mask every
     step, the same one for the same step (what exact resume relies on)."""

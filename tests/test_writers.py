@@ -6,6 +6,8 @@ import glob
 import json
 import os
 
+import pytest
+
 from seqlab.config import base_config
 from seqlab.run.loop import train_and_evaluate
 from seqlab.run.writers import JsonlWriter, read_metrics, wandb_mode
@@ -76,6 +78,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch, capsys):
         assert runs[0].endswith(f.read().strip())  # a resume continues the same run id
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files(tmp_path):
     tiny(tmp_path / "off")
     assert not os.path.exists(tmp_path / "off" / "tensorboard")

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from seqlab.models import LanguageModel
@@ -74,6 +75,7 @@ def xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+@pytest.mark.slow
 def test_one_to_many_class_conditioned_initial_carry():
     model = ClassConditionedDecoder(rngs=nnx.Rngs(0))
     classes = jnp.arange(NUM_CLASSES)
@@ -90,6 +92,7 @@ def test_one_to_many_class_conditioned_initial_carry():
     assert not np.array_equal(np.asarray(jnp.argmax(zero, -1)), TARGETS)
 
 
+@pytest.mark.slow
 def test_many_to_many_with_delay():
     """y_t = x_{t-k}: a LanguageModel whose head reads the input k steps back."""
     k, T, B, V = 2, 12, 32, 4
