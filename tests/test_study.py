@@ -183,3 +183,19 @@ def test_study_end_to_end_on_a_generated_task(tmp_path, capsys):
     assert os.path.getsize(os.path.join(wd, "lr_sensitivity.png")) > 10_000
     # runlocal configs turn W&B off: no report run (test_report_tables... logs one offline)
     assert "W&B" not in out and not os.path.exists(os.path.join(wd, "wandb"))
+
+
+def test_tuned_links_lists_each_written_up_study_with_its_verdict(tmp_path):
+    assert st.tuned_links(str(tmp_path)) == ""
+    for name, title in (("tuned_b", "B at T = 9"), ("tuned_a", "A"), ("other", "not a study")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "README.md").write_text(
+            f"# {title}\n\n**Verdict:** {title} holds,\nwrapped over\ntwo lines.\n\nmore\n"
+        )
+    text = st.tuned_links(str(tmp_path))
+    assert text.startswith("\n## Tuned with equal budgets")
+    lines = [ln for ln in text.splitlines() if ln.startswith("- ")]
+    assert lines == [
+        "- [A](tuned_a/README.md). **Verdict:** A holds, wrapped over two lines.",
+        "- [B at T = 9](tuned_b/README.md). **Verdict:** B at T = 9 holds, wrapped over two lines.",
+    ]

@@ -248,8 +248,10 @@ def main() -> None:
     if name != "quick":  # the quick mode's reading is written by hand below its tables
         lines += reading(results)
     path = os.path.join(HERE, f"results{suffix}.md")
+    from seqlab.tools.study import tuned_links
+
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + tuned_links(HERE))
     print(f"wrote {path}")
 
 

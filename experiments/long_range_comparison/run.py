@@ -156,8 +156,10 @@ def run_standard(args) -> None:
         sections.append(reading(task, rows, metric, base_key))
         bars(task, rows, metric, base_key, os.path.join(HERE, f"{task}_standard.png"))
     text = header("standard", root, False, eval_batches, committed) + verdict(rows_of)
+    from seqlab.tools.study import tuned_links
+
     with open(path, "w") as f:
-        f.write(text + "\n".join(sections))
+        f.write(text + "\n".join(sections) + tuned_links(HERE))
     print(f"wrote {path}")
 
 
@@ -294,8 +296,10 @@ def write_report(which, root, full, eval_batches, lengths) -> None:
         png = os.path.join(HERE, f"{task}{suffix}.png")
         (figure if which == "classic" else bars)(task, rows, metric, base_key, png)
     path = os.path.join(HERE, f"results{suffix}.md")
+    from seqlab.tools.study import tuned_links
+
     with open(path, "w") as f:
-        f.write(header(which, root, full, eval_batches) + "\n".join(sections))
+        f.write(header(which, root, full, eval_batches) + "\n".join(sections) + tuned_links(HERE))
     print(f"wrote {path}")
 
 

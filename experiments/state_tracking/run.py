@@ -172,8 +172,10 @@ Chance is 1/2 (parity) and 1/6 (S3).
         f"![curves](state_tracking_curves{sfx}.png)\n"
     )
     path = os.path.join(HERE, f"results{sfx}.md")
+    from seqlab.tools.study import tuned_links
+
     with open(path, "w") as f:
-        f.write(text)
+        f.write(text + tuned_links(HERE))
     print(f"wrote {path}")
 
 

@@ -236,3 +236,35 @@ def report(workdir: str, record: dict[str, Any], scores: dict[str, list[float]])
         indent=1,
     )
     return md
+
+
+def tuned_links(here: str) -> str:
+    """A results file's section linking the experiment's tuned comparisons: each
+    ``HERE/tuned_*/README.md`` (a ``seqlab study`` written up: its table, intervals, verdict),
+    by its title and its ``**Verdict:**`` paragraph; "" when there are none. Experiments append
+    it when they rewrite their fixed-recipe results, so the two stay side by side."""
+    entries = []
+    for name in sorted(os.listdir(here)) if os.path.isdir(here) else []:
+        path = os.path.join(here, name, "README.md")
+        if not (name.startswith("tuned_") and os.path.isfile(path)):
+            continue
+        with open(path) as f:
+            lines = f.read().splitlines()
+        title = next((ln[2:] for ln in lines if ln.startswith("# ")), name)
+        start = next((i for i, ln in enumerate(lines) if ln.startswith("**Verdict:**")), None)
+        verdict = ""
+        if start is not None:  # the paragraph, however it is wrapped
+            end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+            verdict = " ".join(ln.strip() for ln in lines[start:end])
+        entries.append(f"- [{title}]({name}/README.md). {verdict}".rstrip())
+    if not entries:
+        return ""
+    head = (
+        "\n## Tuned with equal budgets (`seqlab study`)\n\nThe tables above use one fixed recipe."
+    )
+    return (
+        head
+        + " Each arm tuned with the same budget, then seeds and intervals:\n\n"
+        + "\n".join(entries)
+        + "\n"
+    )
