@@ -19,11 +19,9 @@ recurrences (``--linear_cells``) on one layer's training step at each ``--linear
 (``--scaling_cells``) at each ``--scaling_lengths``: time and XLA memory growth with T
 (``--attention_impl``: ``jax.nn.dot_product_attention``'s xla, or cudnn on a GPU).
 
-``--threads N`` (default 1) gives PyTorch and XLA N compute threads each and (``--pin``,
-the default) restricts the process to N cores, so both do their work on the same cores and
-the CPU-time ratio compares work, not parallelism; 0 leaves the libraries' defaults. On a
-loaded 2-core machine PyTorch with 2 OpenMP threads ran ~13x slower than with 1 (spinning
-threads descheduled mid-step), which is why 1 is the default.
+``--threads N`` (default 1: on a loaded 2-core machine PyTorch's 2 spinning OpenMP threads
+ran ~13x slower than 1) gives PyTorch and XLA N threads each and (``--pin``) N cores, so the
+CPU-time ratio compares work, not parallelism; 0 leaves the libraries' defaults.
 """
 
 from __future__ import annotations
