@@ -309,13 +309,10 @@ def run_probe(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> Non
 
 def _grid(fv: flags.FlagValues, mode: str) -> dict[str, Any]:
     """--MODE_{cells,lengths,batch,hidden}; at most 5 repeats (each point compiles anew)."""
-    return dict(
-        cells=names(getattr(fv, f"{mode}_cells")),
-        lengths=ints(getattr(fv, f"{mode}_lengths"), f"{mode}_lengths"),
-        batch=getattr(fv, f"{mode}_batch"),
-        hidden=getattr(fv, f"{mode}_hidden"),
-        repeats=max(1, min(fv.repeats, 5)),
-    )
+    get = lambda name: getattr(fv, f"{mode}_{name}")  # noqa: E731
+    cells, lengths = names(get("cells")), ints(get("lengths"), f"{mode}_lengths")
+    return dict(cells=cells, lengths=lengths, batch=get("batch"), hidden=get("hidden"),
+                repeats=max(1, min(fv.repeats, 5)))  # fmt: skip
 
 
 def run_linear(fv: flags.FlagValues, shape: Shape, report: dict[str, Any]) -> None:
