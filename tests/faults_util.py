@@ -50,7 +50,11 @@ def seqlab_env(jax_cache: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a `seqlab` subprocess. A persistent compilation cache makes each
     restart cost seconds instead of ~10 s of XLA compiles; it changes no result (every run of
     a test, killed or not, reads the same cached executables)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SEQLAB_DEBUG", "XLA_FLAGS")}
+    # WANDB_SERVICE: the socket of a wandb service this test process started (an in-process
+    # wandb.init); a child connected to it cannot re-init a run id after a failed init, as a
+    # child of a shell, with its own service, can
+    drop = ("SEQLAB_DEBUG", "XLA_FLAGS", "WANDB_SERVICE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PYTHONWARNINGS="ignore", WANDB_SILENT="true", TF_CPP_MIN_LOG_LEVEL="3")
     if os.path.isdir(SHARED_DATA):
         env["SEQLAB_DATA_DIR"] = SHARED_DATA
