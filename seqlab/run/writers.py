@@ -181,6 +181,20 @@ def saved_run_id(path: str) -> str | None:
     return None
 
 
+def init_or_offline(wandb: Any, mode: str, **kwargs: Any) -> tuple[Any, str]:
+    """``wandb.init`` in ``mode``; if that fails (unreachable server, bad key), one line on
+    stderr and an offline run instead, so the caller goes on. Returns (run, mode used)."""
+    try:
+        return wandb.init(mode=mode, **kwargs), mode
+    except Exception as e:  # noqa: BLE001 (any init failure: log offline)
+        print(
+            f"W&B {mode} init failed ({type(e).__name__}: {e}); logging offline instead",
+            file=sys.stderr,
+        )
+        wandb.teardown()  # the failed init still holds the run id in the wandb service
+        return wandb.init(mode="offline", **kwargs), "offline"
+
+
 class WandbWriter(Writer):
     """W&B run in the workdir; the run id is kept in the workdir so a resume continues it.
     If W&B cannot be reached the run falls back to offline mode and training goes on."""
@@ -211,17 +225,7 @@ class WandbWriter(Writer):
             id=run_id,
             resume="allow",
         )
-        try:
-            self.run = wandb.init(mode=mode, **kwargs)
-        except Exception as e:  # unreachable server, bad key: keep training, offline
-            print(
-                f"W&B {mode} init failed ({type(e).__name__}: {e}); logging offline instead",
-                file=sys.stderr,
-            )
-            mode = "offline"
-            wandb.teardown()  # the failed init still holds the run id in the wandb service
-            self.run = wandb.init(mode=mode, **kwargs)
-        self.mode = mode
+        self.run, self.mode = init_or_offline(wandb, mode, **kwargs)
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
         self.run.log({k: float(v) for k, v in scalars.items()}, step=int(step))

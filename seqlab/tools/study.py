@@ -54,6 +54,13 @@ def matched_width(config_file: str, overrides: list[str], target: int) -> tuple[
     return h, num_params(config.model, spec)
 
 
+def capacity_text(capacity: dict[str, dict[str, int]]) -> str:
+    """``rnn H=121 (59,960 parameters), lstm H=58 (...)``: each arm's matched width."""
+    return ", ".join(
+        f"{a} H={c['hidden_size']} ({c['params']:,} parameters)" for a, c in capacity.items()
+    )
+
+
 def budget(tune: Any, steps: int) -> dict[str, Any]:
     return {"trials": tune.trials, "steps_per_trial": steps, "pruner": tune.pruner}
 
@@ -180,6 +187,8 @@ def report(workdir: str, record: dict[str, Any], scores: dict[str, list[float]])
     metric, split, mode = record["metric"], record["split"], record["mode"]
     b = record["budget"]
     order = stats.ordering(scores, mode)
+    capacity = record.get("capacity")
+    capacity_lines = [f"Capacity matched: {capacity_text(capacity)}.", ""] if capacity else []
     lines = [
         f"# Study: {record['arm_key']} in {record['config']}",
         "",
@@ -189,19 +198,7 @@ def report(workdir: str, record: dict[str, Any], scores: dict[str, list[float]])
         + f". Best trial by validation retrained with {record['seeds']} seeds, scored once on "
         f"{split}.",
         "",
-        *(
-            [
-                "Capacity matched: "
-                + ", ".join(
-                    f"{a} H={c['hidden_size']} ({c['params']:,} parameters)"
-                    for a, c in record["capacity"].items()
-                )
-                + ".",
-                "",
-            ]
-            if record.get("capacity")
-            else []
-        ),
+        *capacity_lines,
         f"Ordering (test {metric}, {'higher' if mode == 'max' else 'lower'} is better; "
         f"`~` = not separated by Welch's test at 0.05 after Holm): **{order}**",
         "",

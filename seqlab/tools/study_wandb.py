@@ -6,11 +6,11 @@ grouped per arm (``NAME-ARM``); this one is ``NAME-report``, job type ``study``.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from ml_collections import ConfigDict
 
+from seqlab.run.writers import init_or_offline
 from seqlab.tools import stats
 
 
@@ -54,12 +54,7 @@ def log_report(
         dir=workdir,
         config={k: record[k] for k in ("config", "arm_key", "arms", "budget", "seeds")},
     )
-    try:
-        run = wb.init(mode=mode, **kwargs)
-    except Exception as e:  # unreachable server, bad key: the report is still written offline
-        print(f"W&B {mode} init failed ({type(e).__name__}: {e}); logging offline", file=sys.stderr)
-        wb.teardown()
-        run = wb.init(mode="offline", **kwargs)
+    run, _ = init_or_offline(wb, mode, **kwargs)
     pairs = [[p.a, p.b, p.diff, p.t, p.p, p.p_holm, p.significant] for p in stats.compare(scores)]
     logs: dict[str, Any] = {
         "study/arms": wb.Table(columns=ARM_COLUMNS, data=arm_rows(record, scores)),

@@ -180,9 +180,7 @@ def cmd_study(argv: Sequence[str]) -> int:
     record: dict[str, Any] = {"config": fv.config, "arm_key": key, "arms": values, "budget": b}
     record.update(seeds=fv.seeds, best={}, steps_trained={}, capacity=capacity)
     if capacity:
-        print("study: capacity matched: " + ", ".join(
-            f"{v} H={c['hidden_size']} ({c['params']:,} parameters)" for v, c in capacity.items()
-        ))  # fmt: skip
+        print(f"study: capacity matched: {st.capacity_text(capacity)}")
     scores: dict[str, list[float]] = {}
     for v, t in tunes.items():
         studies[v] = run_tune(t)
@@ -195,8 +193,8 @@ def cmd_study(argv: Sequence[str]) -> int:
         metric = t.metric.split("/", 1)[1]
         split, by_metric = st.seed_scores(final, metric, fv.seeds)
         scores[v] = by_metric.pop(metric)
-        for other, values in by_metric.items():
-            record.setdefault("other_scores", {}).setdefault(other, {})[v] = values
+        for other, per_seed in by_metric.items():
+            record.setdefault("other_scores", {}).setdefault(other, {})[v] = per_seed
         record.update(metric=metric, mode=t.mode, split=split)
         print(
             f"study: {v}: best trial {best.number} ({t.metric} {best.value:.4g}); test "
